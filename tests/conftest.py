@@ -1,0 +1,68 @@
+"""Shared fixtures: a real S3 server on 127.0.0.1 (moto), started once per session.
+
+Object storage is tested against a real HTTP S3 endpoint, not a patched client, so
+s3fs, botocore and our retries run exactly as they do against AWS. Run the tests
+inside ``/work/shared/tools/loopback-only`` (only 127.0.0.1 is reachable there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import fsspec
+import pytest
+from moto.server import ThreadedMotoServer
+
+
+@dataclass(frozen=True)
+class S3:
+    """A bucket on the test S3 server and the fsspec options that reach it.
+
+    >>> fsspec.open(s3.url("v.mp4"), "rb", **s3.storage_options)  # doctest: +SKIP
+    """
+
+    endpoint_url: str
+    bucket: str
+    storage_options: dict = field(hash=False)
+
+    def url(self, key: str) -> str:
+        """``s3://bucket/key`` for a key in the test bucket."""
+        return f"s3://{self.bucket}/{key}"
+
+    def upload(self, path: str | Path, key: str) -> str:
+        """Copy a local file to ``key``; returns its ``s3://`` URL."""
+        url = self.url(key)
+        with open(path, "rb") as src, fsspec.open(url, "wb", **self.storage_options) as dst:
+            dst.write(src.read())
+        return url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """A moto S3 server on a free port of 127.0.0.1 with one empty bucket, ``test-bucket``."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint_url = f"http://{host}:{port}"
+        storage_options = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": endpoint_url, "region_name": "us-east-1"},
+            # Each test sees the bucket as it is now, not as an earlier listing left it.
+            "use_listings_cache": False,
+        }
+        bucket = "test-bucket"
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=bucket)
+        yield S3(endpoint_url=endpoint_url, bucket=bucket, storage_options=storage_options)
+    finally:
+        server.stop()
