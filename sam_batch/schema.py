@@ -38,14 +38,16 @@ MASKS_SCHEMA = pa.schema(
     ]
 )
 
-#: One row per (video, object). ``sources`` names the chunk-local tracks the
-#: global track was stitched from, as ``"<segment>:<local obj_id>"``.
+#: One row per (video, object). ``first_frame``/``last_frame`` bound the frames
+#: where its mask is non-empty (null if it never is) and ``frames_present``
+#: counts them. ``sources`` names the segment-local tracks the global track was
+#: stitched from, as ``"<segment>:<local obj_id>"``.
 TRACKS_SCHEMA = pa.schema(
     [
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("obj_id", pa.int64(), nullable=False),
-        pa.field("first_frame", pa.int64(), nullable=False),
-        pa.field("last_frame", pa.int64(), nullable=False),
+        pa.field("first_frame", pa.int64()),
+        pa.field("last_frame", pa.int64()),
         pa.field("frames_present", pa.int64(), nullable=False),
         pa.field("origin", pa.string(), nullable=False),
         pa.field("sources", pa.list_(pa.string()), nullable=False),
