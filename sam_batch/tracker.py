@@ -47,6 +47,20 @@ from sam_batch.state import FrameMemory, MemoryState, ObjectMemory
 
 
 @dataclass(frozen=True)
+class EncodedFrame:
+    """A frame through the image encoder, ready before its memory state is.
+
+    Image encoding depends on no other frame, so a worker may encode a chunk
+    while the previous chunk's state is still on its way; SAM 2 then finds
+    these features where it caches its own and computes the same numbers.
+    """
+
+    frame_idx: int
+    image: torch.Tensor  # [1, 3, S, S] as sam2's _get_image_feature builds it
+    backbone_out: dict
+
+
+@dataclass(frozen=True)
 class FrameOutput:
     """Every tracked object's mask on one frame, at the video's resolution."""
 
@@ -64,6 +78,7 @@ class ChunkTracker:
         self.model = model
         self.predictor = model.predictor
         self.keep_logits = keep_logits
+        self._pos_enc: list[torch.Tensor] | None = None
         # Under float32, memories go to SAM 2 upcast (see the module docstring).
         self._memory_dtype = (
             torch.float32 if model.identity.precision == "float32" else torch.bfloat16
@@ -141,20 +156,44 @@ class ChunkTracker:
 
     # -- tracking ----------------------------------------------------------------
 
-    def track(self, state: MemoryState, frames: FrameSource, end: int) -> ChunkRun:
-        """Track frames ``[state.next_frame, end)``; iterate the run for outputs."""
+    def track(
+        self,
+        state: MemoryState,
+        frames: FrameSource,
+        end: int,
+        encoded: Sequence[EncodedFrame] = (),
+    ) -> ChunkRun:
+        """Track frames ``[state.next_frame, end)``; iterate the run for outputs.
+
+        ``encoded`` are this chunk's first frames already through the image
+        encoder (``encode``), in order from the first frame to track.
+        """
         self.model.identity.require_same(state.model)
         if not state.next_frame < end <= state.num_frames:
             raise SamBatchError(
                 f"chunk end {end} must lie in ({state.next_frame}, {state.num_frames}]: "
                 f"the state continues at frame {state.next_frame}"
             )
-        return ChunkRun(self, state, frames, end)
+        return ChunkRun(self, state, frames, end, encoded)
 
     def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
         """A frame as the model's input batch ``[1, 3, S, S]`` on its device."""
         image = prepare_frame(rgb, self.model.image_size)
         return image.to(self.model.device).float().unsqueeze(0)
+
+    def encode(self, frame_idx: int, rgb: np.ndarray) -> EncodedFrame:
+        """Run the image encoder on one frame, as sam2's ``_get_image_feature`` would."""
+        image = self.encode_image(rgb)
+        with inference(self.model):
+            backbone_out = self.predictor.forward_image(image)
+        # The positional encodings are one constant per level; keep one copy
+        # instead of one per encoded frame (tens of MB each at 1024 px).
+        pos = backbone_out["vision_pos_enc"]
+        if self._pos_enc is None or [p.shape for p in pos] != [p.shape for p in self._pos_enc]:
+            self._pos_enc = pos
+        elif all(torch.equal(a, b) for a, b in zip(pos, self._pos_enc, strict=True)):
+            backbone_out["vision_pos_enc"] = self._pos_enc
+        return EncodedFrame(frame_idx, image, backbone_out)
 
     # -- between sam2's session and our state ------------------------------------
 
@@ -282,11 +321,13 @@ class ChunkRun:
     SAM 2 still reads, so a chunk of any length runs in bounded memory.
     """
 
-    def __init__(self, tracker: ChunkTracker, state: MemoryState, frames: FrameSource, end: int):
+    def __init__(self, tracker: ChunkTracker, state: MemoryState, frames: FrameSource, end: int,
+                 encoded: Sequence[EncodedFrame] = ()):
         self._tracker = tracker
         self._state_in = state
         self._frames = frames
         self._end = end
+        self._encoded = list(encoded)
         self._state_out: MemoryState | None = None
         self._started = False
 
@@ -307,8 +348,13 @@ class ChunkRun:
         if not state.objects or first >= end:
             self._state_out = replace(state, next_frame=end, chunks_done=state.chunks_done + 1)
             return
-        images = _StreamingImages(self._frames.read(first, end), tracker)
+        encoded = [e for e in self._encoded if first <= e.frame_idx < end]
+        if [e.frame_idx for e in encoded] != list(range(first, first + len(encoded))):
+            raise SamBatchError(f"encoded frames must run in order from frame {first}")
+        images = _StreamingImages(self._frames.read(first + len(encoded), end), tracker)
         session = tracker._session(state, images)
+        if encoded:
+            session["cached_features"] = _EncodedAhead(encoded)
         predictor = tracker.predictor
         with inference(tracker.model):
             frames = predictor.propagate_in_video(
@@ -364,6 +410,25 @@ class _StreamingImages:
             if idx > frame_idx:
                 break
         raise SamBatchError(f"frame {frame_idx} was asked for but the frame source skipped it")
+
+
+class _EncodedAhead:
+    """sam2's ``cached_features`` serving frames encoded ahead, each once.
+
+    On the first frame not found here sam2 replaces this object by its own
+    one-frame cache and encodes from then on as usual.
+    """
+
+    def __init__(self, encoded: Sequence[EncodedFrame]):
+        self._by_frame = {e.frame_idx: e for e in encoded}
+
+    def get(self, frame_idx: int, default: tuple = (None, None)) -> tuple:
+        e = self._by_frame.get(frame_idx)
+        if e is None:
+            return default
+        for f in [f for f in self._by_frame if f < frame_idx]:
+            del self._by_frame[f]  # past frames are never asked for again
+        return e.image, e.backbone_out
 
 
 class _RandomAccessImages:

@@ -1,0 +1,200 @@
+"""The ``sam-batch`` command: run, plan, inspect, demo, export, eval.
+
+Flags mirror the YAML config keys (``--chunk-frames`` is ``chunk_frames``) and
+override a ``--config`` file. Exit codes: 0 all videos ok, 1 some video failed,
+2 the job could not run (bad flags, config, manifest or output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from sam_batch.config import JobConfig, Redactor
+from sam_batch.errors import SamBatchError
+
+log = logging.getLogger("sam_batch")
+
+
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--manifest", help="JSONL, CSV or Parquet: video, video_id, prompts")
+    src.add_argument("--videos", nargs="+", metavar="URL_OR_GLOB",
+                     help="video URLs or globs (s3://bucket/day/*.mp4)")
+    p.add_argument("--output", help="dataset location: a path or URL (s3://bucket/dataset)")
+    p.add_argument("--config", help="YAML file whose keys mirror these flags")
+    p.add_argument("--model", help="sam2 config name (sam2.1_hiera_t, ...) or a YAML path")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--checkpoint", help="weights: path, fsspec URL or hf://facebook/<model>")
+    w.add_argument("--random-weights", action="store_true", default=None,
+                   help="random weights (tests and smoke runs only)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--image-size", type=int, help="model input size, a multiple of 32")
+    p.add_argument("--precision", choices=["auto", "bfloat16", "float32"])
+    p.add_argument("--device", help="auto, cpu, cuda")
+    p.add_argument("--chunk-frames", type=int, help="frames per chunk (default 64)")
+    p.add_argument("--overlap", type=int, help="frames shared by consecutive segments")
+    p.add_argument("--segments", help="segments per video run in parallel, or 'auto'")
+    p.add_argument("--workers", type=int, help="tracker actors (default: one per GPU)")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor; fractions allowed")
+    p.add_argument("--cpus-per-worker", type=float)
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or embedded)")
+    p.add_argument("--storage-options", type=json.loads, metavar="JSON",
+                   help="fsspec options for output and inputs, e.g. endpoint and credentials")
+    p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
+    p.add_argument("--max-retries", type=int)
+    p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace a dataset of another job at --output")
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The YAML config (if any), overridden by every flag given."""
+    names = JobConfig.field_names()
+    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if isinstance(flags.get("segments"), str) and flags["segments"] != "auto":
+        try:
+            flags["segments"] = int(flags["segments"])
+        except ValueError:
+            raise SamBatchError(f"--segments must be a number or 'auto', not {flags['segments']!r}"
+                                ) from None
+    config = (JobConfig.from_yaml(args.config, flags) if args.config
+              else JobConfig.from_dict(flags, where="flags"))
+    args.redactor = Redactor(config.secrets())
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sam_batch.job import run
+
+    config = config_from_args(args)
+    summary = run(config)
+    print(args.redactor.scrub(summary.text()))
+    return 0 if summary.ok else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from sam_batch.job import _entries
+    from sam_batch.plan import plan_video
+    from sam_batch.prompts import validate_prompts
+    from sam_batch.video import probe
+
+    config = config_from_args(args)
+    if not config.output:
+        config.output = "(plan)"
+    config.validate()
+    redactor = args.redactor
+    entries = _entries(config)
+
+    def one(entry):  # probe is I/O bound: a few at a time
+        if entry.error:
+            return entry, None, entry.error
+        try:
+            info = probe(entry.video, config.inputs_storage())
+            validate_prompts(entry.prompts, info.num_frames, info.width, info.height)
+            return entry, info, None
+        except SamBatchError as e:
+            return entry, None, str(e)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, entries))
+    total_frames = total_chunks = 0
+    print(f"{'video_id':<24} {'frames':>7} {'fps':>6} {'size':>10} {'prompts':>7} {'chunks':>6}")
+    for entry, info, error in results:
+        if error:
+            print(f"{entry.video_id:<24} FAILED: {redactor.scrub(error)}")
+            continue
+        plan = plan_video(entry.video_id, info.num_frames, config.chunk_frames)
+        total_frames += info.num_frames
+        total_chunks += len(plan.chunks)
+        print(f"{entry.video_id:<24} {info.num_frames:>7} {info.fps:>6.2f} "
+              f"{f'{info.width}x{info.height}':>10} {len(entry.prompts):>7} {len(plan.chunks):>6}")
+    failed = sum(1 for _, _, e in results if e)
+    print(f"{len(results)} video(s), {failed} unusable; {total_frames} frames in {total_chunks} "
+          f"chunks of up to {config.chunk_frames} frames")
+    return 0 if not failed else 1
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from sam_batch.dataset import Dataset
+
+    summary = Dataset(args.url, args.storage_options).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    state = "complete" if summary["complete"] else "INCOMPLETE (no _job.json yet)"
+    print(f"{summary['url']}: {state}")
+    print(f"  videos: {summary['videos_ok']} ok, {summary['videos_failed']} failed; "
+          f"{summary['frames']} frames; {summary['tracks']} tracks")
+    print(f"  masks: {summary['mask_rows']} rows in {summary['mask_parts']} parts")
+    for f in summary["failed"]:
+        print(f"  failed {f['video_id']}: {f['error']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a sample video with prompts, track it, and show where the output is."""
+    from pathlib import Path
+
+    from sam_batch.job import run
+    from sam_batch.synthetic import write_sample
+
+    root = Path(args.output).resolve()
+    video, manifest = write_sample(root / "input")
+    print(f"sample video: {video}\nmanifest:     {manifest}")
+    config = JobConfig(
+        manifest=str(manifest), output=str(root / "dataset"), random_weights=True,
+        image_size=256, chunk_frames=16, progress=args.progress or "auto",
+    )
+    summary = run(config)
+    print(summary.text())
+    args.url, args.storage_options, args.json = config.output, None, False
+    cmd_inspect(args)
+    return 0 if summary.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam-batch", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="segment videos into a dataset")
+    _job_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="print videos, frames and the chunk plan; run nothing")
+    _job_flags(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("inspect", help="summary of a finished or partial dataset")
+    p.add_argument("url")
+    p.add_argument("--storage-options", type=json.loads, metavar="JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="track a generated sample video (embedded Ray)")
+    p.add_argument("--output", default="sam_batch_demo")
+    p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except SamBatchError as e:
+        redactor = getattr(args, "redactor", None) or Redactor(JobConfig().secrets())
+        print(f"sam-batch: error: {redactor.scrub(str(e))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

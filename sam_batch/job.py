@@ -1,0 +1,343 @@
+"""The job driver: probe → plan → schedule → track → write → finish → commit.
+
+``run(config)`` is ``sam-batch run`` as a function. It reads the videos to do,
+opens (or resumes) the output dataset, starts one tracker actor per worker,
+lets the scheduler run every video's chunks, and commits ``_job.json`` last.
+Running the same job again on the same output resumes it: finished videos are
+skipped, a video in progress continues after its last committed chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import ray
+
+from sam_batch.config import JobConfig, Redactor
+from sam_batch.errors import ConfigError, SamBatchError
+from sam_batch.finalize import finalize_video
+from sam_batch.manifest import VideoEntry, expand_videos, read_manifest
+from sam_batch.plan import VideoPlan, plan_video
+from sam_batch.progress import Progress
+from sam_batch.prompts import validate_prompts
+from sam_batch.runtime.pool import ActorPool
+from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
+from sam_batch.runtime.session import ray_session
+from sam_batch.schema import (
+    DATASET_FORMAT_VERSION,
+    JOB_FILE,
+    MASKS_DIR,
+    STATES_DIR,
+    STATUS_FAILED,
+    STATUS_OK,
+    TRACKS_DIR,
+    VIDEOS_DIR,
+)
+from sam_batch.state import MemoryState
+from sam_batch.storage import Location, safe_name
+from sam_batch.video import VideoInfo, probe
+from sam_batch.worker import VideoTask, init_state_path
+from sam_batch.writer import mask_part_path, state_path, write_job_file, write_video_row
+
+log = logging.getLogger("sam_batch")
+RUN_FILE = "_run.json"
+PROBE_DIR = "_probe"
+
+
+@dataclass
+class VideoJob:
+    """What the driver knows of one video beyond the scheduler's bookkeeping."""
+
+    entry: VideoEntry
+    info: VideoInfo | None = None
+    plan: VideoPlan | None = None
+    fingerprint: str = ""
+    objects: int | None = None
+    resumed: bool = False
+
+
+@dataclass
+class JobSummary:
+    output: str
+    videos_ok: int
+    videos_failed: int
+    frames: int
+    chunks: int
+    seconds: float
+    failed: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.videos_failed == 0
+
+    def text(self) -> str:
+        lines = [
+            f"{self.videos_ok} video(s) ok, {self.videos_failed} failed, {self.frames} frames "
+            f"tracked in {self.chunks} chunks, {self.seconds:.1f} s -> {self.output}"
+        ]
+        lines += [f"  failed {f['video_id']}: {f['error']}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
+    config.validate()
+    redactor = Redactor(config.secrets())
+    started = _now()
+    t0 = time.monotonic()
+
+    # 1. What to do: manifest rows or globbed URLs, each checked up front.
+    entries = _entries(config)
+    # 2. Where to: a fresh dataset, or this same job resumed.
+    out = Location(config.output, config.storage_options)
+    _open_output(out, config, redactor)
+
+    videos = [VideoRun(e.video_id or f"row-{e.row}", VideoJob(e)) for e in entries]
+    progress = progress or Progress(config.progress)
+    with ray_session(config.address, num_gpus=0 if config.device == "cpu" else None):
+        workers, gpus, cpus = _resources(config)
+        pool = ActorPool(workers, gpus, cpus, _worker_kwargs(config, cpus))
+        try:
+            identity = pool.wait_ready(timeout_s=600)
+            scheduler = Scheduler(pool, config.max_active_videos or 2 * workers + 2,
+                                  config.max_retries, redactor.scrub, progress)
+            hooks = _VideoHooks(config, out, redactor)
+            # 3-6. Probe, plan, track every chunk, write parts, finish each video.
+            scheduler.run(videos, hooks.prepare, hooks.prepared, hooks.finish, hooks.finished,
+                          hooks.failed)
+        finally:
+            pool.shutdown()
+            progress.close()
+
+    # 7. Commit: _job.json last; its presence means the job completed.
+    summary = JobSummary(
+        output=config.output,
+        videos_ok=sum(v.status == "done" for v in videos),
+        videos_failed=sum(v.status == "failed" for v in videos),
+        frames=sum(v.frames_tracked for v in videos),
+        chunks=sum(v.chunks_done for v in videos),
+        seconds=time.monotonic() - t0,
+        failed=[{"video_id": v.video_id, "error": v.error} for v in videos
+                if v.status == "failed"],
+    )
+    write_job_file(out, {
+        "format_version": DATASET_FORMAT_VERSION,
+        "sam_batch_version": metadata.version("sam-batch"),
+        "versions": _versions(),
+        "model": identity.to_dict(),
+        "config": config.redacted(),
+        "fingerprint": config.fingerprint(),
+        "started_at": started,
+        "finished_at": _now(),
+        "counts": {
+            "videos": len(videos), "videos_ok": summary.videos_ok,
+            "videos_failed": summary.videos_failed, "frames_tracked": summary.frames,
+            "chunks": summary.chunks,
+        },
+        "failed": summary.failed,
+    })
+    return summary
+
+
+class _VideoHooks:
+    """The per-video decisions the scheduler asks the job for."""
+
+    def __init__(self, config: JobConfig, out: Location, redactor: Redactor):
+        self.config = config
+        self.out = out
+        self.redactor = redactor
+        self._probe = ray.remote(num_cpus=0)(_probe_cached)
+        self._finalize = ray.remote(num_cpus=0)(finalize_video)
+
+    def prepare(self, video: VideoRun) -> ray.ObjectRef | None:
+        job: VideoJob = video.payload
+        if job.entry.error:
+            video.status, video.error = "failed", self.redactor.scrub(job.entry.error)
+            return None
+        return self._probe.remote(job.entry.video, self.config.inputs_storage(),
+                                  self.config.output, self.config.storage_options,
+                                  video.video_id)
+
+    def prepared(self, video: VideoRun, info_dict: dict) -> None:
+        job: VideoJob = video.payload
+        job.info = info = VideoInfo.from_dict(info_dict)
+        try:
+            prompts = validate_prompts(job.entry.prompts, info.num_frames, info.width,
+                                       info.height)
+            if not prompts:
+                raise SamBatchError(
+                    "no prompts: give prompts for this video in the manifest "
+                    "(points, a box or a mask for at least one object)"
+                )
+            job.plan = plan_video(video.video_id, info.num_frames, self.config.chunk_frames)
+        except SamBatchError as e:
+            video.status, video.error = "failed", self.redactor.scrub(f"{job.entry.video}: {e}")
+            return
+        job.fingerprint = _video_fingerprint(self.config, prompts, info)
+        task = VideoTask(video.video_id, job.entry.video, info, tuple(prompts), job.fingerprint)
+        video.task_ref = ray.put(task)
+        video.chains = [Chain(segment) for segment in job.plan.segments]
+        self._resume(video, job)
+        video.status = "running"
+
+    def _resume(self, video: VideoRun, job: VideoJob) -> None:
+        """Continue after the last committed chunk if this video was begun before."""
+        init = init_state_path(video.video_id)
+        if not self.out.exists(init):
+            return
+        data = self.out.read(init)
+        if MemoryState.from_bytes(data).extra.get("fingerprint") != job.fingerprint:
+            _delete_video(self.out, video.video_id)  # other prompts or settings: start over
+            return
+        chain = video.chains[0]
+        pos = 0
+        while pos < len(chain.chunks):
+            spec = chain.chunks[pos]
+            done_state = state_path(spec.video_id, spec.segment, spec.chunk_idx)
+            part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx)
+            if not (self.out.exists(part) and self.out.exists(done_state)):
+                break
+            data = self.out.read(done_state)
+            video.chunks_done += 1
+            pos += 1
+        job.resumed = True
+        chain.next = pos
+        if pos < len(chain.chunks):
+            chain.states[pos] = ray.put(data)
+        else:
+            chain.done = True
+
+    def finish(self, video: VideoRun) -> ray.ObjectRef:
+        return self._finalize.remote(self.config.output, self.config.storage_options,
+                                     video.video_id)
+
+    def finished(self, video: VideoRun, objects: int) -> None:
+        job: VideoJob = video.payload
+        job.objects = objects
+        self._video_row(video, STATUS_OK)
+
+    def failed(self, video: VideoRun) -> None:
+        _delete_video(self.out, video.video_id)
+        self._video_row(video, STATUS_FAILED)
+
+    def _video_row(self, video: VideoRun, status: str) -> None:
+        job: VideoJob = video.payload
+        info = job.info
+        write_video_row(self.out, {
+            "video_id": video.video_id,
+            "video": self.redactor.scrub(job.entry.video),
+            "status": status,
+            "error": video.error,
+            "frames": info.num_frames if info else None,
+            "fps": info.fps if info else None,
+            "width": info.width if info else None,
+            "height": info.height if info else None,
+            "objects": job.objects,
+            "chunks": video.num_chunks or None,
+            "started_at": _iso(video.started),
+            "finished_at": _iso(time.time()),
+            "wall_s": time.time() - video.started if video.started else None,
+        })
+
+
+def _probe_cached(url: str, input_options: dict, output_url: str, output_options: dict,
+                  video_id: str) -> dict:
+    """Probe once per video and job: a resumed job reads the index back."""
+    out = Location(output_url, output_options)
+    path = f"{PROBE_DIR}/{safe_name(video_id)}.json"
+    if out.exists(path):
+        cached = json.loads(out.read(path))
+        if cached.get("url") == url:
+            return cached
+    info = probe(url, input_options).to_dict()
+    out.write(path, json.dumps(info).encode())
+    return info
+
+
+def _entries(config: JobConfig) -> list[VideoEntry]:
+    if config.manifest:
+        return read_manifest(config.manifest, config.inputs_storage())
+    return expand_videos(config.videos, config.inputs_storage())
+
+
+def _open_output(out: Location, config: JobConfig, redactor: Redactor) -> None:
+    """Start a dataset, or check that the one there is this job's, to resume it."""
+    if config.overwrite:
+        for d in (MASKS_DIR, TRACKS_DIR, VIDEOS_DIR, STATES_DIR, PROBE_DIR, JOB_FILE, RUN_FILE):
+            out.delete(d)
+    if out.exists(RUN_FILE):
+        before = json.loads(out.read(RUN_FILE))
+        if before.get("fingerprint") != config.fingerprint():
+            raise ConfigError(
+                f"{out.url} holds a job with other model or chunking settings; use another "
+                "output, or --overwrite to replace it"
+            )
+        if out.exists(JOB_FILE):
+            out.delete(JOB_FILE)  # the job is running again: not complete until it commits
+        log.info("resuming the job in %s", redactor.scrub(out.url))
+        return
+    out.write(RUN_FILE, json.dumps({
+        "fingerprint": config.fingerprint(), "config": config.redacted(), "started_at": _now(),
+    }, indent=2).encode())
+
+
+def _delete_video(out: Location, video_id: str) -> None:
+    for d in (MASKS_DIR, STATES_DIR, TRACKS_DIR):
+        out.delete(f"{d}/{safe_name(video_id)}")
+    out.delete(f"{TRACKS_DIR}/{safe_name(video_id)}.parquet")
+
+
+def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo) -> str:
+    blob = json.dumps([config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _resources(config: JobConfig) -> tuple[int, float, float]:
+    """Workers, GPUs and CPUs per worker: explicit values, else what the cluster has."""
+    total = ray.cluster_resources()
+    gpus_total = total.get("GPU", 0.0) if config.device != "cpu" else 0.0
+    gpus = config.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if gpus_total >= 1 else 0.0
+    workers = config.workers or (max(1, int(gpus_total // gpus)) if gpus else 1)
+    cpus = config.cpus_per_worker
+    if cpus is None:  # a fair share of the cores, for decoding and (on CPU) the model
+        cpus = max(1.0, float(int(total.get("CPU", 1.0) // workers)))
+        cpus = min(cpus, 8.0) if gpus else cpus
+    return workers, gpus, cpus
+
+
+def _worker_kwargs(config: JobConfig, cpus: float) -> dict[str, Any]:
+    return {
+        "model": config.model_spec(),
+        "output_url": config.output,
+        "storage_options": config.storage_options,
+        "input_storage_options": config.inputs_storage(),
+        "threads": max(1, int(cpus)),
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("sam2", "torch", "ray", "pyarrow", "av", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
+        timespec="seconds")

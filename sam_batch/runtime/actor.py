@@ -1,0 +1,70 @@
+"""The GPU actor: a ``Worker`` behind Ray, fed object references.
+
+References are passed inside lists so Ray does not resolve them before the
+method runs: a chunk's actor can start encoding frames while the previous
+chunk's state is still being computed elsewhere, and a video's task (its frame
+index can be large for hour-long videos) is fetched once per actor, not per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import ray
+
+from sam_batch.plan import ChunkSpec
+from sam_batch.worker import ChunkResult, VideoTask, Worker
+
+#: Videos whose task an actor keeps fetched.
+TASK_CACHE = 64
+
+
+class TrackerActor:
+    def __init__(self, **worker_kwargs: object):
+        self.worker = Worker(**worker_kwargs)  # type: ignore[arg-type]
+        self._tasks: OrderedDict[str, VideoTask] = OrderedDict()
+
+    def ready(self) -> dict:
+        """Model identity, process and node: the driver checks all actors agree."""
+        return {
+            "identity": self.worker.identity().to_dict(),
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+
+    def _task(self, video_id: str, task_box: list) -> VideoTask:
+        task = self._tasks.get(video_id)
+        if task is None:
+            task = ray.get(task_box[0])
+            self._tasks[video_id] = task
+            while len(self._tasks) > TASK_CACHE:
+                self._tasks.popitem(last=False)
+        self._tasks.move_to_end(video_id)
+        return task
+
+    def start_video(self, video_id: str, task_box: list) -> bytes:
+        return self.worker.start_video(self._task(video_id, task_box))
+
+    def run_chunk(self, spec: ChunkSpec, task_box: list, state_box: list
+                  ) -> tuple[ChunkResult, bytes]:
+        ref = state_box[0]
+
+        def state_source(block: bool) -> bytes | None:
+            if isinstance(ref, bytes):
+                return ref
+            if block or ray.wait([ref], timeout=0)[0]:
+                return ray.get(ref)
+            return None
+
+        return self.worker.run_chunk(spec, self._task(spec.video_id, task_box), state_source)
+
+
+def actor_class(num_gpus: float, num_cpus: float) -> type:
+    """The Ray actor class with this job's resources; sam2's per-chunk progress bars off."""
+    return ray.remote(
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        max_restarts=0,
+        runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},
+    )(TrackerActor)

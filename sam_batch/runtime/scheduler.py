@@ -1,0 +1,308 @@
+"""Feed the actor pool: many videos in flight, each video's chunks in order.
+
+Per video: probe, plan, encode prompts (START), then each segment's chunks as a
+chain: chunk ``k+1`` becomes ready when chunk ``k``'s state exists. An idle actor
+takes ready work of any video first; failing that it takes the next chunk of a
+chain whose current chunk is running (lookahead) and encodes its frames while
+the state is computed. The driver keeps its own copy of every chain's latest
+state, so a chunk whose actor or node dies is retried from its input state on a
+fresh actor. Bad input fails one video, never the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from sam_batch.errors import SamBatchError
+from sam_batch.plan import ChunkSpec, SegmentPlan
+from sam_batch.runtime.pool import ActorPool, Slot
+
+log = logging.getLogger("sam_batch")
+
+#: Position of a chain's start (prompt encoding) before its chunks 0..n-1.
+START = -1
+
+
+@dataclass
+class Chain:
+    """One segment's chunks and where they stand."""
+
+    segment: SegmentPlan
+    states: dict[int, ray.ObjectRef] = field(default_factory=dict)  # input state by position
+    running: dict[int, Flight] = field(default_factory=dict)
+    next: int = START  # first position not yet dispatched
+    done: bool = False
+
+    @property
+    def chunks(self) -> tuple[ChunkSpec, ...]:
+        return self.segment.chunks
+
+
+@dataclass
+class VideoRun:
+    """The driver's view of one video."""
+
+    video_id: str
+    payload: Any  # what the job needs back: entry, task, plan...
+    task_ref: ray.ObjectRef | None = None
+    chains: list[Chain] = field(default_factory=list)
+    status: str = "pending"  # pending, running, finishing, done, failed
+    error: str | None = None
+    attempts: Counter = field(default_factory=Counter)
+    inflight: int = 0
+    frames_tracked: int = 0
+    chunks_done: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def num_chunks(self) -> int:
+        return sum(len(c.chunks) for c in self.chains)
+
+
+@dataclass
+class Flight:
+    kind: str  # "start", "chunk" or "call"
+    video: VideoRun
+    chain: Chain | None = None
+    pos: int = START
+    slot: Slot | None = None
+    generation: int = 0
+    lookahead: bool = False
+    state_ref: ray.ObjectRef | None = None
+    on_done: Callable[[Any], None] | None = None
+
+
+class Scheduler:
+    """Runs videos to completion on a pool; hooks let the job decide per video.
+
+    ``on_start(video) -> bool`` prepares a video (probe, plan, resume): False if
+    it failed or is already complete. ``on_finish(video)`` returns the remote
+    call that finalises it. ``on_failed(video)`` records a failure.
+    """
+
+    def __init__(
+        self,
+        pool: ActorPool,
+        max_active: int,
+        max_retries: int,
+        scrub: Callable[[str], str],
+        progress: Callable[[Scheduler], None] | None = None,
+    ):
+        self.pool = pool
+        self.max_active = max_active
+        self.max_retries = max_retries
+        self.scrub = scrub
+        self.progress = progress
+        self.flights: dict[ray.ObjectRef, Flight] = {}
+        self.videos: list[VideoRun] = []
+        self.active: list[VideoRun] = []
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(
+        self,
+        videos: list[VideoRun],
+        prepare: Callable[[VideoRun], ray.ObjectRef | None],
+        prepared: Callable[[VideoRun, Any], None],
+        finish: Callable[[VideoRun], ray.ObjectRef],
+        finished: Callable[[VideoRun, Any], None],
+        failed: Callable[[VideoRun], None],
+    ) -> None:
+        self.videos = videos
+        self._prepare, self._prepared = prepare, prepared
+        self._finish, self._finished, self._failed = finish, finished, failed
+        pending = [v for v in videos if v.status == "pending"]
+        while pending or self.active or self.flights:
+            while pending and len(self.active) < self.max_active:
+                self._admit(pending.pop(0))
+            self._dispatch()
+            self._collect(timeout=1.0)
+            if self.progress is not None:
+                self.progress(self)
+
+    def _admit(self, video: VideoRun) -> None:
+        video.started = time.time()
+        self.active.append(video)
+        ref = self._prepare(video)
+        if ref is None:  # prepared synchronously (failed, or nothing to do)
+            self._after_prepare(video, None)
+            return
+        self._call(video, ref, lambda result: self._after_prepare(video, result))
+
+    def _after_prepare(self, video: VideoRun, result: Any) -> None:
+        if video.status == "pending":
+            self._prepared(video, result)
+        if video.status == "running" and all(c.done for c in video.chains):
+            self._start_finish(video)  # resumed with every chunk already committed
+        if video.status in ("running", "finishing"):
+            return
+        self._retire(video)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        for slot in self.pool.idle():
+            work = self._ready_work() or self._lookahead_work()
+            if work is None:
+                return
+            video, chain, pos, state, lookahead = work
+            self._submit(slot, video, chain, pos, state, lookahead)
+
+    def _ready_work(self) -> tuple | None:
+        for video in self.active:
+            if video.status != "running":
+                continue
+            for chain in video.chains:
+                pos = chain.next
+                if pos in chain.running or chain.done or pos >= len(chain.chunks):
+                    continue
+                if pos == START or pos in chain.states:
+                    return video, chain, pos, chain.states.get(pos), False
+        return None
+
+    def _lookahead_work(self) -> tuple | None:
+        for video in self.active:
+            if video.status != "running":
+                continue
+            for chain in video.chains:
+                pos = chain.next
+                prev = chain.running.get(pos - 1)
+                if (pos < len(chain.chunks) and pos not in chain.running and prev is not None
+                        and not prev.lookahead and prev.state_ref is not None):
+                    return video, chain, pos, prev.state_ref, True
+        return None
+
+    def _submit(self, slot: Slot, video: VideoRun, chain: Chain, pos: int,
+                state: ray.ObjectRef | None, lookahead: bool) -> None:
+        if pos == START:
+            ref = slot.actor.start_video.remote(video.video_id, [video.task_ref])
+            flight = Flight("start", video, chain, pos, slot, slot.generation, state_ref=ref)
+        else:
+            spec = chain.chunks[pos]
+            ref, state_ref = slot.actor.run_chunk.options(num_returns=2).remote(
+                spec, [video.task_ref], [state]
+            )
+            flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
+                            state_ref)
+        slot.busy = True
+        chain.running[pos] = flight
+        chain.next = pos + 1
+        video.inflight += 1
+        self.flights[ref] = flight
+
+    def _call(self, video: VideoRun, ref: ray.ObjectRef, on_done: Callable[[Any], None]) -> None:
+        """Track a plain remote call (probe, finalise) of a video."""
+        video.inflight += 1
+        self.flights[ref] = Flight("call", video, on_done=on_done)
+
+    # -- completions ------------------------------------------------------------------
+
+    def _collect(self, timeout: float) -> None:
+        if not self.flights:
+            return
+        ready, _ = ray.wait(list(self.flights), num_returns=len(self.flights), timeout=timeout)
+        for ref in ready:
+            flight = self.flights.pop(ref)
+            flight.video.inflight -= 1
+            if flight.slot is not None and flight.slot.generation == flight.generation:
+                flight.slot.busy = False
+            try:
+                value = ray.get(ref)
+                state = ray.get(flight.state_ref) if flight.kind == "chunk" else value
+            except Exception as e:  # every failure is classified in _on_error
+                self._on_error(flight, e)
+            else:
+                self._on_success(flight, value, state)
+            if flight.video.status in ("failed", "done") and flight.video.inflight == 0:
+                self._retire(flight.video)
+
+    def _on_success(self, flight: Flight, value: Any, state: Any) -> None:
+        video = flight.video
+        if video.status == "failed":
+            return
+        if flight.kind == "call":
+            assert flight.on_done is not None
+            flight.on_done(value)
+            return
+        chain = flight.chain
+        assert chain is not None
+        chain.running.pop(flight.pos, None)
+        chain.states.pop(flight.pos, None)
+        if flight.kind == "chunk":
+            video.frames_tracked += value.frames_tracked
+            video.chunks_done += 1
+        nxt = flight.pos + 1
+        if nxt < len(chain.chunks):
+            chain.states[nxt] = ray.put(state)  # the driver's own copy survives any node
+        else:
+            chain.done = True
+            if all(c.done for c in video.chains):
+                self._start_finish(video)
+
+    def _start_finish(self, video: VideoRun) -> None:
+        video.status = "finishing"
+        self._call(video, self._finish(video), lambda r: self._finish_done(video, r))
+
+    def _finish_done(self, video: VideoRun, result: Any) -> None:
+        self._finished(video, result)
+        video.status = "done"
+
+    def _on_error(self, flight: Flight, error: Exception) -> None:
+        video, chain = flight.video, flight.chain
+        actor_died = isinstance(error, ray.exceptions.RayActorError)
+        if actor_died and flight.slot is not None and flight.slot.generation == flight.generation:
+            self.pool.replace(flight.slot)
+        if video.status == "failed":
+            return
+        if chain is not None:
+            chain.running.pop(flight.pos, None)
+            chain.next = min(chain.next, flight.pos)
+        if flight.lookahead and flight.pos not in chain.states:  # type: ignore[union-attr]
+            return  # its state never came (the chunk before failed): it runs again later
+        cause = _cause(error)
+        if isinstance(cause, SamBatchError):
+            self._fail(video, str(cause))
+            return
+        if flight.kind == "call":
+            self._fail(video, f"{type(cause).__name__}: {cause}")
+            return
+        key = (chain.segment.index if chain else 0, flight.pos)
+        video.attempts[key] += 1
+        what = "start" if flight.pos == START else f"chunk {chain.chunks[flight.pos].chunk_idx}"
+        if video.attempts[key] > self.max_retries:
+            self._fail(video, f"{what} failed {video.attempts[key]} times; last error: "
+                              f"{type(cause).__name__}: {cause}")
+        else:
+            log.warning("%s %s failed (%s), retrying from its input state",
+                        video.video_id, what, self.scrub(type(cause).__name__))
+
+    def _fail(self, video: VideoRun, message: str) -> None:
+        video.status = "failed"
+        video.error = self.scrub(message)
+        for chain in video.chains:
+            chain.states.clear()
+
+    def _retire(self, video: VideoRun) -> None:
+        if video in self.active:
+            self.active.remove(video)
+            video.finished = time.time()
+            if video.status == "failed":
+                self._failed(video)
+
+
+def _cause(error: Exception) -> BaseException:
+    """The user-level exception inside Ray's wrappers."""
+    cause = getattr(error, "cause", None)
+    while isinstance(cause, ray.exceptions.RayTaskError) and getattr(cause, "cause", None):
+        cause = cause.cause
+    if isinstance(error, SamBatchError):
+        return error
+    return cause if isinstance(cause, BaseException) else error
