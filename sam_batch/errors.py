@@ -17,9 +17,14 @@ class VideoError(SamBatchError):
 
     def __init__(self, video: str, message: str, field: str | None = None):
         self.video = video
+        self.message = message
         self.field = field
         where = f"{video}" if field is None else f"{video} ({field})"
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple:
+        # Crosses process boundaries (Ray) with its own arguments, not the message.
+        return (type(self), (self.video, self.message, self.field))
 
 
 class PromptError(SamBatchError):

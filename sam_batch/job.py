@@ -229,6 +229,8 @@ class _VideoHooks:
     def _video_row(self, video: VideoRun, status: str) -> None:
         job: VideoJob = video.payload
         info = job.info
+        duplicate = job.entry.error is not None and "duplicate video_id" in job.entry.error
+        name = f"{safe_name(video.video_id)}~row{job.entry.row}" if duplicate else None
         write_video_row(self.out, {
             "video_id": video.video_id,
             "video": self.redactor.scrub(job.entry.video),
@@ -243,7 +245,7 @@ class _VideoHooks:
             "started_at": _iso(video.started),
             "finished_at": _iso(time.time()),
             "wall_s": time.time() - video.started if video.started else None,
-        })
+        }, name)
 
 
 def _probe_cached(url: str, input_options: dict, output_url: str, output_options: dict,

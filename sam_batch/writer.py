@@ -124,11 +124,16 @@ def write_mask_part(loc: Location, rows: ChunkMasks, segment: int) -> str:
     return relpath
 
 
-def write_video_row(loc: Location, row: dict) -> None:
-    """Commit a video's ``videos/`` row (one part per video: re-runs replace it)."""
+def write_video_row(loc: Location, row: dict, name: str | None = None) -> None:
+    """Commit a video's ``videos/`` row (one part per video: re-runs replace it).
+
+    ``name`` overrides the part's name where one id stands for several manifest
+    rows (duplicates), so that each row's failure is kept.
+    """
     table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in VIDEOS_SCHEMA}],
                                  schema=VIDEOS_SCHEMA)
-    loc.write(f"{VIDEOS_DIR}/{safe_name(row['video_id'])}.parquet", table_bytes(table))
+    name = name or safe_name(row["video_id"])
+    loc.write(f"{VIDEOS_DIR}/{name}.parquet", table_bytes(table))
 
 
 def write_tracks(loc: Location, video_id: str, rows: Iterable[dict]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference import Logits, official_pass
 from sam2.build_sam import build_sam2_video_predictor
 
 from sam_batch.errors import StateMismatchError
@@ -29,7 +30,6 @@ from sam_batch.tracker import ChunkTracker
 
 IMAGE_SIZE = 256
 SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-Logits = dict[int, dict[int, torch.Tensor]]  # frame -> obj_id -> [H, W] video-res logits
 
 
 @pytest.fixture(scope="module")
@@ -78,36 +78,6 @@ def three_object_prompts(source: VideoFrames) -> list[Prompt]:
         {"obj_id": 1, "frame": 22, "points": [[30, 20], [5, 5]], "labels": [1, 0]}
     )
     return [*first, later]
-
-
-def official_pass(
-    predictor: torch.nn.Module,
-    frames: np.ndarray,
-    prompts: list[Prompt],
-    folder: Path,
-    bf16: bool = False,
-) -> Logits:
-    folder.mkdir(exist_ok=True)
-    for i, rgb in enumerate(frames):
-        Image.fromarray(rgb).save(folder / f"{i:05d}.jpg", format="PNG")
-    logits: Logits = {}
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        state = predictor.init_state(str(folder))
-        for p in prompts:
-            if p.mask_rle is not None:
-                predictor.add_new_mask(state, p.frame, p.obj_id, torch.from_numpy(p.mask()))
-            else:
-                predictor.add_new_points_or_box(
-                    state,
-                    p.frame,
-                    p.obj_id,
-                    points=[list(xy) for xy in p.points] or None,
-                    labels=list(p.labels) or None,
-                    box=list(p.box) if p.box is not None else None,
-                )
-        for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
-            logits[frame_idx] = {o: masks[k, 0].float().clone() for k, o in enumerate(obj_ids)}
-    return logits
 
 
 def chunked_pass(

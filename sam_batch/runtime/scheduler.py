@@ -298,11 +298,8 @@ class Scheduler:
                 self._failed(video)
 
 
-def _cause(error: Exception) -> BaseException:
-    """The user-level exception inside Ray's wrappers."""
-    cause = getattr(error, "cause", None)
-    while isinstance(cause, ray.exceptions.RayTaskError) and getattr(cause, "cause", None):
-        cause = cause.cause
-    if isinstance(error, SamBatchError):
-        return error
-    return cause if isinstance(cause, BaseException) else error
+def _cause(error: BaseException) -> BaseException:
+    """The user-level exception inside Ray's wrappers (whose text holds a traceback)."""
+    while isinstance(getattr(error, "cause", None), BaseException):
+        error = error.cause  # type: ignore[attr-defined]
+    return error
