@@ -157,6 +157,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sam_batch.export import export
+
+    options = dict(args.option or [])
+    result = export(args.dataset, args.format, args.out, videos=args.videos,
+                    storage_options=args.storage_options, **options)
+    for url in result.outputs:
+        print(url)
+    print(f"exported {len(result.videos)} video(s) as {result.fmt} to {result.out_url}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sam_batch.evaluate import evaluate
+
+    report = evaluate(args.pred, args.gt, videos=args.videos,
+                      storage_options=args.storage_options)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value where it parses (``alpha=0.4``, ``objects=[1,2]``)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-batch", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -180,6 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="sam_batch_demo")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="write a dataset as DAVIS/SA-V PNGs, YouTube-VIS JSON, "
+                                      "overlay/cutout/redacted video or stats")
+    p.add_argument("dataset")
+    p.add_argument("--format", required=True,
+                   help="davis, per-object, ytvis (coco), overlay, cutout, redact, stats")
+    p.add_argument("--out", required=True, help="output folder or file URL")
+    p.add_argument("--videos", nargs="+", help="video ids (default: every ok video)")
+    p.add_argument("--option", "-o", action="append", type=_option, metavar="KEY=VALUE",
+                   help="format option, e.g. -o objects=[1,2] -o method=pixelate")
+    p.add_argument("--storage-options", type=json.loads, metavar="JSON")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="DAVIS 2017 J&F of a dataset against ground truth")
+    p.add_argument("pred", help="the dataset to score")
+    p.add_argument("--gt", required=True, help="DAVIS PNG folders, or another dataset")
+    p.add_argument("--videos", nargs="+")
+    p.add_argument("--storage-options", type=json.loads, metavar="JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
