@@ -1,0 +1,126 @@
+"""Wall time of our path vs the bare official predictor on the same frames and model.
+
+Two ratios, each measured side by side in this one process run (best of
+``--repeats``, alternating which side goes first):
+
+1. tracker: our chunked tracker (streaming decode from the mp4, a fresh tracker
+   per chunk fed only the deserialized state) vs the official
+   ``SAM2VideoPredictor`` (frames from a folder, one pass). Target <= 1.05.
+2. job: the whole ``sam-batch run`` with one worker (embedded Ray, probe,
+   actor start, model load, Parquet parts, tracks, _job.json) vs the official
+   predictor. Target <= 1.10 on CPU; fixed start-up costs make short videos pay
+   more, so the job is timed on ``--job-frames`` frames.
+
+    python bench/overhead.py --frames 60 --job-frames 240
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import _common as common
+
+
+def ours_chunked(model, video: Path, frames: int, prompts: list, chunk: int) -> int:
+    from sam_batch.frames import VideoFrames
+    from sam_batch.prompts import Prompt
+    from sam_batch.rle import encode
+    from sam_batch.state import MemoryState
+    from sam_batch.tracker import ChunkTracker
+
+    source = VideoFrames.open(str(video))
+    source.num_frames = frames
+    state = ChunkTracker(model).start(source, [Prompt.from_dict(p) for p in prompts])
+    n = 0
+    for start in range(0, frames, chunk):
+        state = MemoryState.from_bytes(state.to_bytes(), model.identity)
+        run = ChunkTracker(model).track(state, source, min(start + chunk, frames))
+        for out in run:
+            for mask in out.masks:
+                encode(mask)
+            n += 1
+        state = run.state
+    return n
+
+
+def ours_job(video: Path, prompts: list, image_size: int, chunk: int, work: Path) -> int:
+    from sam_batch.config import JobConfig
+    from sam_batch.job import run
+
+    manifest = work / "manifest.jsonl"
+    manifest.write_text(json.dumps({"video": str(video), "prompts": prompts}) + "\n")
+    summary = run(JobConfig(manifest=str(manifest), output=str(work / "ds"), random_weights=True,
+                            image_size=image_size, chunk_frames=chunk, workers=1,
+                            progress="off", overwrite=True))
+    assert summary.ok, summary.text()
+    return summary.frames
+
+
+def best(times: list[float]) -> float:
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--job-frames", type=int, default=240)
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip-job", action="store_true")
+    args = ap.parse_args()
+    common.silence()
+    import torch
+
+    from sam_batch.model import ModelSpec, load_model
+
+    work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_overhead_"))
+    video, prompts = common.make_video(work, max(args.frames, args.job_frames))
+    official = common.official_predictor(args.image_size)
+    model = load_model(ModelSpec(random_weights=True, image_size=args.image_size, device="cpu"))
+    print(f"torch threads {torch.get_num_threads()}, image size {args.image_size}, "
+          f"chunk {args.chunk}", flush=True)
+
+    folder = common.frames_folder(video, work / "frames", args.frames)
+    t_off, t_ours = [], []
+    for r in range(args.repeats):
+        for side in (("official", "ours") if r % 2 == 0 else ("ours", "official")):
+            if side == "official":
+                t, n = common.timed(common.run_official, official, folder, prompts)
+                t_off.append(t)
+            else:
+                t, n = common.timed(ours_chunked, model, video, args.frames, prompts, args.chunk)
+                t_ours.append(t)
+            assert n == args.frames
+    ratio = best(t_ours) / best(t_off)
+    print(f"tracker: official {best(t_off):.2f} s, ours chunked {best(t_ours):.2f} s over "
+          f"{args.frames} frames -> ratio {ratio:.3f} (target <= 1.05)", flush=True)
+    if args.skip_job:
+        return
+
+    folder = common.frames_folder(video, work / "frames-job", args.job_frames)
+    t_off, t_job = [], []
+    for r in range(args.repeats):
+        for side in (("official", "job") if r % 2 == 0 else ("job", "official")):
+            if side == "official":
+                t, n = common.timed(common.run_official, official, folder, prompts)
+                t_off.append(t)
+            else:
+                t, n = common.timed(ours_job, video, prompts, args.image_size, args.chunk, work)
+                t_job.append(t)
+            assert n == args.job_frames
+    ratio = best(t_job) / best(t_off)
+    print(f"job: official {best(t_off):.2f} s, sam-batch run (1 worker) {best(t_job):.2f} s over "
+          f"{args.job_frames} frames -> ratio {ratio:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()

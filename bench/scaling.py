@@ -1,0 +1,61 @@
+"""Throughput of ``sam-batch run`` with 1 worker vs 2 workers over 4 videos.
+
+Each worker gets one CPU (one torch thread) so the comparison is about the
+runtime spreading videos over workers, not about threads; run on a machine
+with at least two free cores (or GPUs: pass --gpus-per-worker 1). Both runs
+happen in this one process run; the speed-up ratio is printed.
+
+    python bench/scaling.py --frames 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import _common as common
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--videos", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=16)
+    ap.add_argument("--gpus-per-worker", type=float, default=0.0)
+    args = ap.parse_args()
+    common.silence()
+    from sam_batch.config import JobConfig
+    from sam_batch.job import run
+
+    work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_scaling_"))
+    rows = []
+    for i in range(args.videos):
+        video, prompts = common.make_video(work / f"v{i}", args.frames, seed=i)
+        rows.append({"video": str(video), "video_id": f"v{i}", "prompts": prompts})
+    manifest = work / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    times = {}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        summary = run(JobConfig(
+            manifest=str(manifest), output=str(work / f"ds{workers}"), random_weights=True,
+            image_size=args.image_size, chunk_frames=args.chunk, workers=workers,
+            cpus_per_worker=1, gpus_per_worker=args.gpus_per_worker, progress="off"))
+        times[workers] = time.perf_counter() - t0
+        assert summary.ok, summary.text()
+        print(f"{workers} worker(s): {times[workers]:.1f} s for {summary.frames} frames "
+              f"({summary.frames / times[workers]:.2f} frames/s)", flush=True)
+    print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f}x (>= 1.8x where the cores are free)")
+
+
+if __name__ == "__main__":
+    main()
