@@ -39,6 +39,12 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-frames", type=int, help="frames per chunk (default 64)")
     p.add_argument("--overlap", type=int, help="frames shared by consecutive segments")
     p.add_argument("--segments", help="segments per video run in parallel, or 'auto'")
+    p.add_argument("--sparse-step", type=int,
+                   help="seed segments from a pass over every k-th frame (default 8; 0: off)")
+    p.add_argument("--discover", metavar="every:K|starts|off",
+                   help="find unprompted objects on keyframes every K frames and segment starts")
+    p.add_argument("--discovery-options", type=json.loads, metavar="JSON",
+                   help='discovery thresholds, e.g. {"pred_iou_thresh": 0.8, "max_new": 4}')
     p.add_argument("--workers", type=int, help="tracker actors (default: one per GPU)")
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor; fractions allowed")
     p.add_argument("--cpus-per-worker", type=float)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from sam_batch.discover import DiscoverySettings, parse_discover
 from sam_batch.errors import ConfigError
 from sam_batch.model import DEFAULT_CONFIG, ModelSpec
 
@@ -56,6 +57,12 @@ class JobConfig:
     chunk_frames: int = 64
     overlap: int = 8
     segments: int | str = 1
+    #: Seeds for parallel segments of prompted videos: track every k-th frame first (0: off).
+    sparse_step: int = 8
+    stitch_iou: float = 0.5
+    # automatic discovery: "every:K", "starts" or None; thresholds in sam_batch.discover
+    discover: str | None = None
+    discovery_options: dict = field(default_factory=dict)
     # cluster
     workers: int | None = None
     gpus_per_worker: float | None = None
@@ -82,6 +89,10 @@ class JobConfig:
             storage_options=self.inputs_storage(),
         )
 
+    def discovery(self) -> DiscoverySettings | None:
+        """The discovery settings, or None when discovery is off."""
+        return parse_discover(self.discover, self.discovery_options)
+
     def inputs_storage(self) -> dict:
         return dict(self.storage_options if self.input_storage_options is None
                     else self.input_storage_options)
@@ -99,6 +110,11 @@ class JobConfig:
             raise ConfigError(
                 f"segments must be a positive integer or 'auto', got {self.segments!r}"
             )
+        if self.sparse_step < 0:
+            raise ConfigError(f"sparse_step must be >= 0 (0: off), got {self.sparse_step}")
+        if not 0.0 < self.stitch_iou <= 1.0:
+            raise ConfigError(f"stitch_iou must be in (0, 1], got {self.stitch_iou}")
+        self.discovery()
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
@@ -160,7 +176,8 @@ class JobConfig:
     def fingerprint(self) -> str:
         """What decides the numbers and the chunk layout: a resumed job must match it."""
         keys = ("model", "checkpoint", "random_weights", "seed", "image_size", "precision",
-                "chunk_frames", "overlap", "segments")
+                "chunk_frames", "overlap", "segments", "sparse_step", "stitch_iou", "discover",
+                "discovery_options")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

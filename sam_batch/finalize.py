@@ -1,17 +1,27 @@
 """Finish a video once all its chunks are committed: its ``tracks/`` table.
 
-Reads back only three small columns of the video's parts, so it works the same
-for a video tracked in one go and for one resumed after a crash.
+A video tracked in one segment without discovery already has its final parts:
+finishing reads back three small columns for the tracks table. A video run as
+parallel segments or with discovery was staged: finishing stitches it into
+global ids first (``finalize_stitched``). Both work the same for a video resumed
+after a crash.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
+
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sam_batch.schema import MASKS_DIR, ORIGIN_PROMPT
+from sam_batch.discover import Lifecycle
+from sam_batch.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
+from sam_batch.state import MemoryState
+from sam_batch.stitch import LocalTrack, Segment, owned_ranges, stitch
 from sam_batch.storage import Location, safe_name
-from sam_batch.writer import ObjectStats, write_tracks
+from sam_batch.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
 
 
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
@@ -49,3 +59,101 @@ def finalize_video(output_url: str, storage_options: dict, video_id: str) -> int
         for obj_id, s in sorted(stats.items())
     ])
     return len(stats)
+
+
+@dataclass(frozen=True)
+class StagedSegment:
+    """A segment as finalize needs it: its frames and the state after its last chunk."""
+
+    index: int
+    start: int
+    end: int
+    final_state: str  # path of the segment's last checkpoint (holds the life cycle)
+
+
+def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
+                      segments: list[StagedSegment], height: int, width: int,
+                      iou_threshold: float = 0.5) -> int:
+    """Stitch a video's staged segments into global ids and commit its masks and tracks.
+
+    Streams: a first pass reads only the overlap frames' masks (the stitcher's
+    evidence) and three small columns; a second rewrites each staged part with
+    global ids, keeping the frames its segment owns and the objects worth
+    keeping (prompted, or discovered and confirmed). Re-running it after a
+    crash rewrites the same parts: the staging area is removed last.
+    """
+    loc = Location(output_url, storage_options)
+    name = safe_name(video_id)
+    parts = {s.index: loc.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}/", ".parquet")
+             for s in segments}
+    parts = {i: [p for p in ps if f"/part-s{i:03d}-" in p] for i, ps in parts.items()}
+    bounds = {s.index: (s.start, s.end) for s in segments}
+    shared: dict[int, set[int]] = {s.index: set() for s in segments}
+    for a, b in pairwise(segments):
+        shared[a.index].update(range(b.start, a.end))
+        shared[b.index].update(range(b.start, a.end))
+
+    local_segments = []
+    origins: dict[tuple[int, int], str] = {}
+    for seg in segments:
+        life = MemoryState.from_bytes(loc.read(seg.final_state)).extra.get("lifecycle", {})
+        keep = Lifecycle(life, None).kept_ids()
+        firsts: dict[int, int] = {}
+        masks: dict[int, dict[int, str]] = {}
+        for part in parts[seg.index]:
+            table = _read(loc, part, ["frame_idx", "obj_id", "area", "rle"])
+            for frame, obj, area, mask in zip(*(table[c].to_pylist() for c in
+                                                ("frame_idx", "obj_id", "area", "rle")),
+                                              strict=True):
+                if obj not in keep:
+                    continue
+                if area > 0:
+                    firsts[obj] = min(firsts.get(obj, frame), frame)
+                if frame in shared[seg.index]:
+                    masks.setdefault(obj, {})[frame] = mask
+        tracks = []
+        for obj in sorted(keep):
+            origin = life[str(obj)]["origin"]
+            origins[seg.index, obj] = origin
+            tracks.append(LocalTrack(obj, firsts.get(obj, bounds[seg.index][1]),
+                                     masks.get(obj, {}),
+                                     obj if origin == ORIGIN_PROMPT else None))
+        local_segments.append(Segment(seg.index, seg.start, seg.end, tuple(tracks)))
+
+    result = stitch(local_segments, height, width, iou_threshold)
+    owned = dict(zip([s.index for s in segments], owned_ranges(local_segments), strict=True))
+    stats: dict[int, ObjectStats] = {}
+    for index, seg_parts in parts.items():
+        ids = result.id_map(index)
+        lo, hi = owned[index]
+        for part in seg_parts:
+            table = _read(loc, part, None)
+            frames = table["frame_idx"]
+            keep_rows = pc.and_(pc.and_(pc.greater_equal(frames, lo), pc.less(frames, hi)),
+                                pc.is_in(table["obj_id"], pa.array(list(ids), pa.int64())))
+            table = table.filter(keep_rows)
+            new_ids = pa.array([ids[o] for o in table["obj_id"].to_pylist()], pa.int64())
+            table = table.set_column(table.schema.get_field_index("obj_id"), "obj_id", new_ids)
+            table = table.sort_by([("frame_idx", "ascending"), ("obj_id", "ascending")])
+            for frame, obj, area in zip(*(table[c].to_pylist() for c in
+                                          ("frame_idx", "obj_id", "area")), strict=True):
+                stats.setdefault(obj, ObjectStats()).add(frame, area)
+            loc.write(part[len(STAGING_DIR) + 1:], table_bytes(table.cast(MASKS_SCHEMA)))
+    write_tracks(loc, video_id, [
+        {
+            "video_id": video_id,
+            "obj_id": t.obj_id,
+            "first_frame": stats.get(t.obj_id, ObjectStats()).first_frame,
+            "last_frame": stats.get(t.obj_id, ObjectStats()).last_frame,
+            "frames_present": stats.get(t.obj_id, ObjectStats()).frames_present,
+            "origin": t.origin,
+            "sources": list(t.sources),
+        }
+        for t in result.tracks if t.obj_id in stats
+    ])
+    loc.delete(f"{STAGING_DIR}/{MASKS_DIR}/{name}")
+    return sum(1 for t in result.tracks if t.obj_id in stats)
+
+
+def _read(loc: Location, part: str, columns: list[str] | None) -> pa.Table:
+    return pq.read_table(loc.path(part), filesystem=loc.fs, columns=columns)

@@ -94,3 +94,33 @@ class VideoFrames:
         from sam_batch.video import read_frames
 
         return read_frames(self.info, start, end, self.storage_options)
+
+
+class SparseFrames:
+    """Every frame of ``indices`` from ``frames``, renumbered ``0..len-1``: a cheap pass.
+
+    The sparse pass that seeds parallel segments tracks a video as if it were
+    this short one; decoding still walks the range, SAM 2 sees only the samples.
+
+    >>> video = np.arange(5, dtype=np.uint8)[:, None, None, None].repeat(3, 3)
+    >>> s = SparseFrames(ArrayFrames(video), [0, 2, 4])
+    >>> [(i, int(rgb[0, 0, 0])) for i, rgb in s.read(1, 3)]
+    [(1, 2), (2, 4)]
+    """
+
+    def __init__(self, frames: FrameSource, indices: list[int] | tuple[int, ...]):
+        self._frames = frames
+        self.indices = tuple(indices)
+        self._local = {f: i for i, f in enumerate(self.indices)}
+        self.num_frames, self.height, self.width = len(self.indices), frames.height, frames.width
+
+    def read(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
+        start, end = max(start, 0), min(end, self.num_frames)
+        if start >= end:
+            return
+        with contextlib.closing(self._frames.read(self.indices[start],
+                                                  self.indices[end - 1] + 1)) as it:
+            for idx, rgb in it:
+                local = self._local.get(idx)
+                if local is not None and start <= local < end:
+                    yield local, rgb

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
@@ -22,11 +22,11 @@ import ray
 
 from sam_batch.config import JobConfig, Redactor
 from sam_batch.errors import ConfigError, SamBatchError
-from sam_batch.finalize import finalize_video
+from sam_batch.finalize import StagedSegment, finalize_stitched, finalize_video
 from sam_batch.manifest import VideoEntry, expand_videos, read_manifest
-from sam_batch.plan import VideoPlan, plan_video
+from sam_batch.plan import SPARSE, VideoPlan, auto_segments, plan_video, sparse_indices, sparse_plan
 from sam_batch.progress import Progress
-from sam_batch.prompts import validate_prompts
+from sam_batch.prompts import Prompt, validate_prompts
 from sam_batch.runtime.pool import ActorPool
 from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
 from sam_batch.runtime.session import ray_session
@@ -43,8 +43,14 @@ from sam_batch.schema import (
 from sam_batch.state import MemoryState
 from sam_batch.storage import Location, safe_name
 from sam_batch.video import VideoInfo, probe
-from sam_batch.worker import VideoTask, init_state_path
-from sam_batch.writer import mask_part_path, state_path, write_job_file, write_video_row
+from sam_batch.worker import ChunkResult, VideoTask, init_state_path
+from sam_batch.writer import (
+    STAGING_DIR,
+    mask_part_path,
+    state_path,
+    write_job_file,
+    write_video_row,
+)
 
 log = logging.getLogger("sam_batch")
 RUN_FILE = "_run.json"
@@ -61,6 +67,10 @@ class VideoJob:
     fingerprint: str = ""
     objects: int | None = None
     resumed: bool = False
+    staged: bool = False
+    #: Per segment: the task waiting for its seeds (from the sparse pass).
+    waiting: dict[int, VideoTask] = field(default_factory=dict)
+    sparse_last_chunk: int | None = None
 
 
 @dataclass
@@ -107,14 +117,16 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
             identity = pool.wait_ready(timeout_s=600)
             scheduler = Scheduler(pool, config.max_active_videos or 2 * workers + 2,
                                   config.max_retries, redactor.scrub, progress)
-            hooks = _VideoHooks(config, out, redactor)
+            hooks = _VideoHooks(config, out, redactor, workers, len(videos))
             # 3-6. Probe, plan, track every chunk, write parts, finish each video.
             scheduler.run(videos, hooks.prepare, hooks.prepared, hooks.finish, hooks.finished,
-                          hooks.failed)
+                          hooks.failed, hooks.chunk_done)
         finally:
             pool.shutdown()
             progress.close()
 
+    if not out.list(STAGING_DIR, ".parquet"):
+        out.delete(STAGING_DIR)  # every video stitched (or failed): nothing staged is left
     # 7. Commit: _job.json last; its presence means the job completed.
     summary = JobSummary(
         output=config.output,
@@ -148,12 +160,17 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
 class _VideoHooks:
     """The per-video decisions the scheduler asks the job for."""
 
-    def __init__(self, config: JobConfig, out: Location, redactor: Redactor):
+    def __init__(self, config: JobConfig, out: Location, redactor: Redactor, workers: int = 1,
+                 num_videos: int = 1):
         self.config = config
         self.out = out
         self.redactor = redactor
+        self.workers = workers
+        self.num_videos = num_videos
+        self.discovery = config.discovery()
         self._probe = ray.remote(num_cpus=0)(_probe_cached)
         self._finalize = ray.remote(num_cpus=0)(finalize_video)
+        self._stitch = ray.remote(num_cpus=0)(finalize_stitched)
 
     def prepare(self, video: VideoRun) -> ray.ObjectRef | None:
         job: VideoJob = video.payload
@@ -167,55 +184,125 @@ class _VideoHooks:
     def prepared(self, video: VideoRun, info_dict: dict) -> None:
         job: VideoJob = video.payload
         job.info = info = VideoInfo.from_dict(info_dict)
+        config = self.config
         try:
             prompts = validate_prompts(job.entry.prompts, info.num_frames, info.width,
                                        info.height)
-            if not prompts:
+            if not prompts and self.discovery is None:
                 raise SamBatchError(
-                    "no prompts: give prompts for this video in the manifest "
-                    "(points, a box or a mask for at least one object)"
+                    "no prompts: give prompts for this video in the manifest (points, a box "
+                    "or a mask for at least one object), or turn on automatic discovery "
+                    "(--discover every:K)"
                 )
-            job.plan = plan_video(video.video_id, info.num_frames, self.config.chunk_frames)
+            segments = config.segments
+            if segments == "auto":
+                segments = auto_segments(info.num_frames, config.chunk_frames, self.workers,
+                                         self.num_videos)
+            job.plan = plan_video(video.video_id, info.num_frames, config.chunk_frames,
+                                  int(segments), config.overlap)
         except SamBatchError as e:
             video.status, video.error = "failed", self.redactor.scrub(f"{job.entry.video}: {e}")
             return
-        job.fingerprint = _video_fingerprint(self.config, prompts, info)
-        task = VideoTask(video.video_id, job.entry.video, info, tuple(prompts), job.fingerprint)
-        video.task_ref = ray.put(task)
-        video.chains = [Chain(segment) for segment in job.plan.segments]
+        plan = job.plan
+        job.staged = len(plan.segments) > 1 or self.discovery is not None
+        job.fingerprint = _video_fingerprint(config, prompts, info, len(plan.segments))
+        base = VideoTask(video.video_id, job.entry.video, info, (), job.fingerprint,
+                         staged=job.staged,
+                         first_free_id=max((p.obj_id for p in prompts), default=0) + 1)
+        single = len(plan.segments) == 1
+        for seg in plan.segments:
+            own = tuple(p for p in prompts if single or seg.start <= p.frame < seg.end)
+            task = replace(base, prompts=own, segment=seg.index, start_frame=seg.start)
+            chain = Chain(seg)
+            if seg.seeded and prompts and config.sparse_step:
+                job.waiting[seg.index] = task  # its seeds come from the sparse pass
+            else:
+                chain.task_ref = ray.put(task)
+            video.chains.append(chain)
         self._resume(video, job)
+        if job.waiting:
+            video.chains.insert(0, self._sparse_chain(video, job, base, prompts))
         video.status = "running"
 
-    def _resume(self, video: VideoRun, job: VideoJob) -> None:
-        """Continue after the last committed chunk if this video was begun before."""
-        init = init_state_path(video.video_id)
-        if not self.out.exists(init):
+    def _sparse_chain(self, video: VideoRun, job: VideoJob, base: VideoTask,
+                      prompts: list[Prompt]) -> Chain:
+        """Track every ``sparse_step``-th frame to seed the segments that wait."""
+        assert job.plan is not None and job.info is not None
+        starts = [s.start for s in job.plan.segments if s.index in job.waiting]
+        indices = sparse_indices(job.info.num_frames, self.config.sparse_step,
+                                 [p.frame for p in prompts], starts)
+        local = {f: i for i, f in enumerate(indices)}
+        task = replace(base, segment=SPARSE, frame_indices=tuple(indices),
+                       seed_frames=tuple(starts),
+                       prompts=tuple(replace(p, frame=local[p.frame]) for p in prompts
+                                     if p.frame in local))
+        seg = sparse_plan(video.video_id, len(indices), self.config.chunk_frames)
+        job.sparse_last_chunk = seg.chunks[-1].chunk_idx
+        return Chain(seg, task_ref=ray.put(task))
+
+    def chunk_done(self, video: VideoRun, chain: Chain, result: ChunkResult) -> None:
+        """A sparse-pass chunk: hand its masks to the segments starting in it as seeds."""
+        job: VideoJob = video.payload
+        if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
-        data = self.out.read(init)
+        size = (job.info.height, job.info.width)
+        last = result.spec.chunk_idx == job.sparse_last_chunk
+        for seg in job.plan.segments:
+            task = job.waiting.get(seg.index)
+            if task is None or (seg.start not in (result.seeds or {}) and not last):
+                continue
+            prompted = {p.obj_id for p in task.prompts if p.frame == seg.start}
+            seeds = tuple(Prompt(obj_id=obj, frame=seg.start, mask_rle=mask, mask_size=size)
+                          for obj, mask in (result.seeds or {}).get(seg.start, ())
+                          if obj not in prompted)
+            del job.waiting[seg.index]
+            next(c for c in video.chains if c.segment is seg).task_ref = ray.put(
+                replace(task, prompts=seeds + task.prompts))
+
+    def _resume(self, video: VideoRun, job: VideoJob) -> None:
+        """Continue each segment after its last committed chunk, if begun before."""
+        if not self.out.exists(init_state_path(video.video_id)):
+            return
+        data = self.out.read(init_state_path(video.video_id))
         if MemoryState.from_bytes(data).extra.get("fingerprint") != job.fingerprint:
             _delete_video(self.out, video.video_id)  # other prompts or settings: start over
             return
-        chain = video.chains[0]
-        pos = 0
-        while pos < len(chain.chunks):
-            spec = chain.chunks[pos]
-            done_state = state_path(spec.video_id, spec.segment, spec.chunk_idx)
-            part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx)
-            if not (self.out.exists(part) and self.out.exists(done_state)):
-                break
-            data = self.out.read(done_state)
-            video.chunks_done += 1
-            pos += 1
         job.resumed = True
-        chain.next = pos
-        if pos < len(chain.chunks):
-            chain.states[pos] = ray.put(data)
-        else:
-            chain.done = True
+        for chain in video.chains:
+            init = init_state_path(video.video_id, chain.segment.index)
+            if not self.out.exists(init):
+                continue
+            data = self.out.read(init)
+            pos = 0
+            while pos < len(chain.chunks):
+                spec = chain.chunks[pos]
+                done_state = state_path(spec.video_id, spec.segment, spec.chunk_idx)
+                part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx, job.staged)
+                if not (self.out.exists(part) and self.out.exists(done_state)):
+                    break
+                data = self.out.read(done_state)
+                video.chunks_done += 1
+                pos += 1
+            chain.next = pos
+            if chain.task_ref is None:  # its seeds are in its init state already
+                chain.task_ref = ray.put(job.waiting.pop(chain.segment.index))
+            if pos < len(chain.chunks):
+                chain.states[pos] = ray.put(data)
+            else:
+                chain.done = True
 
     def finish(self, video: VideoRun) -> ray.ObjectRef:
-        return self._finalize.remote(self.config.output, self.config.storage_options,
-                                     video.video_id)
+        job: VideoJob = video.payload
+        if not job.staged:
+            return self._finalize.remote(self.config.output, self.config.storage_options,
+                                         video.video_id)
+        assert job.plan is not None and job.info is not None
+        segments = [StagedSegment(s.index, s.start, s.end,
+                                  state_path(video.video_id, s.index, s.chunks[-1].chunk_idx))
+                    for s in job.plan.segments]
+        return self._stitch.remote(self.config.output, self.config.storage_options,
+                                   video.video_id, segments, job.info.height, job.info.width,
+                                   self.config.stitch_iou)
 
     def finished(self, video: VideoRun, objects: int) -> None:
         job: VideoJob = video.payload
@@ -271,7 +358,8 @@ def _entries(config: JobConfig) -> list[VideoEntry]:
 def _open_output(out: Location, config: JobConfig, redactor: Redactor) -> None:
     """Start a dataset, or check that the one there is this job's, to resume it."""
     if config.overwrite:
-        for d in (MASKS_DIR, TRACKS_DIR, VIDEOS_DIR, STATES_DIR, PROBE_DIR, JOB_FILE, RUN_FILE):
+        for d in (MASKS_DIR, TRACKS_DIR, VIDEOS_DIR, STATES_DIR, STAGING_DIR, PROBE_DIR,
+                  JOB_FILE, RUN_FILE):
             out.delete(d)
     if out.exists(RUN_FILE):
         before = json.loads(out.read(RUN_FILE))
@@ -290,14 +378,14 @@ def _open_output(out: Location, config: JobConfig, redactor: Redactor) -> None:
 
 
 def _delete_video(out: Location, video_id: str) -> None:
-    for d in (MASKS_DIR, STATES_DIR, TRACKS_DIR):
+    for d in (MASKS_DIR, STATES_DIR, TRACKS_DIR, f"{STAGING_DIR}/{MASKS_DIR}"):
         out.delete(f"{d}/{safe_name(video_id)}")
     out.delete(f"{TRACKS_DIR}/{safe_name(video_id)}.parquet")
 
 
-def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo) -> str:
-    blob = json.dumps([config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames],
-                      sort_keys=True)
+def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segments: int) -> str:
+    blob = json.dumps([config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames,
+                       segments], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -323,6 +411,7 @@ def _worker_kwargs(config: JobConfig, cpus: float) -> dict[str, Any]:
         "storage_options": config.storage_options,
         "input_storage_options": config.inputs_storage(),
         "threads": max(1, int(cpus)),
+        "discovery": config.discovery(),
     }
 
 

@@ -95,3 +95,28 @@ def auto_segments(num_frames: int, chunk_frames: int, workers: int, videos: int)
         return 1
     per_video = math.ceil(workers / max(videos, 1))
     return max(1, min(per_video, num_frames // (2 * chunk_frames)))
+
+
+#: Segment index of a video's sparse pass (it writes no masks, only seeds).
+SPARSE = -1
+
+
+def sparse_indices(num_frames: int, step: int, prompt_frames: list[int],
+                   seed_frames: list[int]) -> list[int]:
+    """Frames a sparse pass tracks: every ``step``-th from the first prompt, every
+    prompted frame, and every segment start to seed, up to the last of those.
+
+    >>> sparse_indices(100, 8, [3], [42, 71])
+    [3, 11, 19, 27, 35, 42, 43, 51, 59, 67, 71]
+    """
+    first = min(prompt_frames, default=0)
+    last = max([*seed_frames, *prompt_frames, first])
+    sampled = set(range(first, min(last, num_frames - 1) + 1, max(step, 1)))
+    return sorted(sampled | set(prompt_frames) | {f for f in seed_frames if f >= first})
+
+
+def sparse_plan(video_id: str, num_frames: int, chunk_frames: int) -> SegmentPlan:
+    """The sparse pass as a chain of chunks over its own ``num_frames`` samples."""
+    chunks = tuple(ChunkSpec(video_id, SPARSE, i, s, min(s + chunk_frames, num_frames))
+                   for i, s in enumerate(range(0, num_frames, chunk_frames)))
+    return SegmentPlan(SPARSE, 0, num_frames, chunks)

@@ -97,6 +97,11 @@ class MemoryState:
         n = sum(m.nbytes() for o in self.objects for m in (*o.cond.values(), *o.non_cond.values()))
         return n + sum(t.numel() * t.element_size() for t in self.maskmem_pos_enc or ())
 
+    def without(self, obj_ids: set[int] | list[int]) -> MemoryState:
+        """The state with these objects forgotten (retired: no memory, no more masks)."""
+        drop = set(obj_ids)
+        return replace(self, objects=tuple(o for o in self.objects if o.obj_id not in drop))
+
     def with_extra(self, **extra: object) -> MemoryState:
         return replace(self, extra={**self.extra, **extra})
 

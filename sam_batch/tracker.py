@@ -91,19 +91,21 @@ class ChunkTracker:
         frames: FrameSource,
         prompts: Sequence[Prompt],
         extra: dict | None = None,
+        next_frame: int = 0,
     ) -> MemoryState:
         """The state before the first chunk, with every prompt already encoded.
 
         SAM 2 attends to every prompted frame, future ones included, so the
         predictor encodes all prompts before it tracks anything; so do we, and
-        the state carries those memories to every chunk.
+        the state carries those memories to every chunk. A seeded segment
+        starts at ``next_frame``, from prompts (seeds) on or after it.
         """
         empty = MemoryState(
             model=self.model.identity,
             num_frames=frames.num_frames,
             height=frames.height,
             width=frames.width,
-            next_frame=0,
+            next_frame=next_frame,
             start_frame=None,
             objects=(),
             maskmem_pos_enc=None,
@@ -351,7 +353,9 @@ class ChunkRun:
         encoded = [e for e in self._encoded if first <= e.frame_idx < end]
         if [e.frame_idx for e in encoded] != list(range(first, first + len(encoded))):
             raise SamBatchError(f"encoded frames must run in order from frame {first}")
-        images = _StreamingImages(self._frames.read(first + len(encoded), end), tracker)
+        rest = first + len(encoded)  # encoded ahead may already cover the whole chunk
+        images = _StreamingImages(self._frames.read(rest, end) if rest < end else iter(()),
+                                  tracker)
         session = tracker._session(state, images)
         if encoded:
             session["cached_features"] = _EncodedAhead(encoded)

@@ -13,19 +13,26 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from sam_batch.frames import VideoFrames
+from sam_batch import rle
+from sam_batch.discover import Discoverer, DiscoverySettings, Lifecycle
+from sam_batch.frames import FrameSource, SparseFrames, VideoFrames, read_one
 from sam_batch.model import ModelIdentity, ModelSpec, load_model
 from sam_batch.plan import ChunkSpec
 from sam_batch.prompts import Prompt
+from sam_batch.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
 from sam_batch.state import MemoryState
 from sam_batch.storage import Location, safe_name
 from sam_batch.tracker import ChunkTracker, EncodedFrame
 from sam_batch.video import VideoInfo
 from sam_batch.writer import ChunkMasks, ObjectStats, state_path, write_mask_part
+
+#: Seed masks a sparse pass hands to segment starts: ``{frame: ((obj_id, rle), ...)}``.
+Seeds = dict[int, tuple[tuple[int, str], ...]]
 
 #: Returns the incoming state's bytes; with ``block=False`` None while not ready.
 StateSource = Callable[[bool], "bytes | None"]
@@ -41,10 +48,26 @@ class VideoTask:
     prompts: tuple[Prompt, ...]
     #: Decides whether a checkpoint found on resume belongs to this same work.
     fingerprint: str = ""
+    #: The segment this task runs and its first frame (a seeded segment starts there).
+    segment: int = 0
+    start_frame: int = 0
+    #: Parts go to ``_staging/`` until the video is stitched (segments, discovery).
+    staged: bool = False
+    #: Discovered objects get ids from here (above every user id of the video).
+    first_free_id: int = 1
+    #: A sparse pass: track only these frames, return masks on ``seed_frames``.
+    frame_indices: tuple[int, ...] | None = None
+    seed_frames: tuple[int, ...] = ()
 
     @property
     def first_tracked_frame(self) -> int | None:
+        if self.frame_indices is not None:
+            return 0
         return min((p.frame for p in self.prompts), default=None)
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.frame_indices is not None
 
 
 @dataclass(frozen=True)
@@ -58,10 +81,12 @@ class ChunkResult:
     stats: dict[int, ObjectStats]
     encoded_ahead: int
     seconds: float
+    seeds: Seeds | None = None  # a sparse pass's masks at segment starts
 
 
-def init_state_path(video_id: str) -> str:
-    return f"_states/{safe_name(video_id)}/init.state"
+def init_state_path(video_id: str, segment: int = 0) -> str:
+    name = "init" if segment == 0 else f"init-s{segment:03d}"
+    return f"_states/{safe_name(video_id)}/{name}.state"
 
 
 class Worker:
@@ -75,6 +100,7 @@ class Worker:
         input_storage_options: dict | None = None,
         threads: int | None = None,
         encode_ahead: int = 16,
+        discovery: DiscoverySettings | None = None,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -83,21 +109,31 @@ class Worker:
         self.output = Location(output_url, storage_options)
         self.input_storage_options = dict(input_storage_options or {})
         self.encode_ahead = encode_ahead
+        self.discovery = discovery
+        self._discoverer: Discoverer | None = None
 
     def identity(self) -> ModelIdentity:
         return self.model.identity
 
-    def frames(self, task: VideoTask) -> VideoFrames:
-        return VideoFrames(task.info, self.input_storage_options)
+    def frames(self, task: VideoTask) -> FrameSource:
+        frames = VideoFrames(task.info, self.input_storage_options)
+        return frames if task.frame_indices is None else SparseFrames(frames, task.frame_indices)
 
     def start_video(self, task: VideoTask) -> bytes:
-        """Encode every prompt of the video: the state before its first chunk."""
+        """Encode every prompt (or seed) of a segment: the state before its first chunk."""
+        life = Lifecycle({}, self.discovery)
+        for p in task.prompts:
+            life.born(p.obj_id, p.frame, ORIGIN_PROMPT)
         state = self.tracker.start(
             self.frames(task), task.prompts,
-            extra={"video_id": task.video_id, "fingerprint": task.fingerprint},
+            extra={"video_id": task.video_id, "fingerprint": task.fingerprint,
+                   "segment": task.segment, "lifecycle": life.table,
+                   "next_id": task.first_free_id, "last_masks": {}},
+            next_frame=0 if task.is_sparse else task.start_frame,
         )
         data = state.to_bytes()
-        self.output.write(init_state_path(task.video_id), data)
+        if not task.is_sparse:  # a sparse pass is cheap: re-run, never resumed
+            self.output.write(init_state_path(task.video_id, task.segment), data)
         return data
 
     def run_chunk(
@@ -112,21 +148,90 @@ class Worker:
                 f"{spec.video_id} chunk {spec.chunk_idx} starts at frame {spec.start} but its "
                 f"state continues at frame {state.next_frame}"
             )
+        if task.is_sparse:
+            return self._sparse_chunk(spec, task, frames, state, encoded, t0)
         rows = ChunkMasks(spec.video_id, spec.chunk_idx)
-        run = self.tracker.track(state, frames, spec.end, encoded=encoded)
-        tracked = 0
-        for out in run:
-            rows.add(out.frame_idx, task.info.time_s(out.frame_idx), out.obj_ids, out.masks,
-                     out.scores)
-            tracked += 1
-        out_bytes = run.state.to_bytes()
+        life = Lifecycle(dict(state.extra.get("lifecycle", {})), self.discovery)
+        last: dict[int, str] = dict(state.extra.get("last_masks", {}))  # obj -> rle, last frame
+        keyframes = (self.discovery.keyframes(task.start_frame, spec.start, spec.end)
+                     if self.discovery else [])
+        tracked, pos, chunks_done = 0, spec.start, state.chunks_done
+        for stop in [*keyframes, spec.end]:
+            if pos < stop:
+                run = self.tracker.track(state, frames, stop, encoded=encoded)
+                encoded = []
+                for out in run:
+                    rows.add(out.frame_idx, task.info.time_s(out.frame_idx), out.obj_ids,
+                             out.masks, out.scores)
+                    for obj_id, mask in zip(out.obj_ids, out.masks, strict=True):
+                        life.observe(obj_id, out.frame_idx, bool(mask.any()))
+                        last[obj_id] = rle.encode(mask).rle
+                    tracked += 1
+                state = run.state
+                retired = set(life.retired_ids()) & set(state.obj_ids)
+                if retired:
+                    state = state.without(retired)
+                    for obj_id in retired:
+                        last.pop(obj_id, None)
+                pos = stop
+            if stop < spec.end:  # a keyframe: look for objects no track explains
+                state = self._discover(state, frames, stop, task, life, last)
+        state = replace(state, chunks_done=chunks_done + 1).with_extra(
+            lifecycle=life.table, last_masks={o: last[o] for o in state.obj_ids if o in last})
+        out_bytes = state.to_bytes()
         self.output.write(state_path(spec.video_id, spec.segment, spec.chunk_idx), out_bytes)
-        part = write_mask_part(self.output, rows, spec.segment)
+        part = write_mask_part(self.output, rows, spec.segment, staged=task.staged)
         result = ChunkResult(
             spec=spec, part=part, rows=rows.num_rows, frames_tracked=tracked,
             stats=rows.stats, encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
         )
         return result, out_bytes
+
+    def _discover(self, state: MemoryState, frames: FrameSource, frame: int, task: VideoTask,
+                  life: Lifecycle, last: dict[int, str]) -> MemoryState:
+        """Add the keyframe's unexplained proposals as new objects prompted by their masks."""
+        assert self.discovery is not None
+        if self._discoverer is None:
+            self._discoverer = Discoverer(self.model, self.discovery)
+        h, w = state.height, state.width
+        live = [rle.decode(last[o], h, w) for o in state.obj_ids if o in last]
+        live += [p.mask() for p in task.prompts if p.frame == frame and p.mask_rle is not None]
+        found = self._discoverer.new_objects(read_one(frames, frame), live)
+        next_id = int(state.extra.get("next_id", task.first_free_id))
+        prompts = []
+        for i, proposal in enumerate(found):
+            enc = rle.encode(proposal.mask)
+            prompts.append(Prompt(obj_id=next_id + i, frame=frame, mask_rle=enc.rle,
+                                  mask_size=(h, w)))
+            life.born(next_id + i, frame, ORIGIN_DISCOVERED)
+        if not prompts:
+            return state
+        state = self.tracker.add_prompts(state, frames, prompts)
+        return state.with_extra(next_id=next_id + len(prompts))
+
+    def _sparse_chunk(self, spec: ChunkSpec, task: VideoTask, frames: FrameSource,
+                      state: MemoryState, encoded: list[EncodedFrame], t0: float
+                      ) -> tuple[ChunkResult, bytes]:
+        """Track sampled frames only; hand back the masks at segment starts as seeds."""
+        indices, wanted = task.frame_indices or (), set(task.seed_frames)
+        seeds: Seeds = {}
+        run = self.tracker.track(state, frames, spec.end, encoded=encoded)
+        tracked = 0
+        for out in run:
+            tracked += 1
+            frame = indices[out.frame_idx]
+            if frame in wanted:
+                seeds[frame] = tuple((obj_id, rle.encode(mask).rle)
+                                     for obj_id, mask in zip(out.obj_ids, out.masks, strict=True)
+                                     if np.any(mask))
+        # Seed frames before tracking began have no object yet: empty seeds.
+        for frame in wanted:
+            if frame in indices[spec.start:spec.end]:
+                seeds.setdefault(frame, ())
+        result = ChunkResult(spec=spec, part="", rows=0, frames_tracked=tracked, stats={},
+                             encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
+                             seeds=seeds)
+        return result, run.state.to_bytes()
 
     def _encode_while_waiting(
         self, spec: ChunkSpec, task: VideoTask, frames: VideoFrames, state_source: StateSource

@@ -103,8 +103,13 @@ class ChunkMasks:
         return pa.table(self.columns, schema=MASKS_SCHEMA)
 
 
-def mask_part_path(video_id: str, segment: int, chunk_idx: int) -> str:
-    return f"{MASKS_DIR}/{safe_name(video_id)}/part-s{segment:03d}-c{chunk_idx:05d}.parquet"
+#: Parts of videos still to be stitched: rewritten under ``masks/`` with global ids.
+STAGING_DIR = "_staging"
+
+
+def mask_part_path(video_id: str, segment: int, chunk_idx: int, staged: bool = False) -> str:
+    folder = f"{STAGING_DIR}/{MASKS_DIR}" if staged else MASKS_DIR
+    return f"{folder}/{safe_name(video_id)}/part-s{segment:03d}-c{chunk_idx:05d}.parquet"
 
 
 def state_path(video_id: str, segment: int, chunk_idx: int) -> str:
@@ -118,8 +123,8 @@ def table_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def write_mask_part(loc: Location, rows: ChunkMasks, segment: int) -> str:
-    relpath = mask_part_path(rows.video_id, segment, rows.chunk_idx)
+def write_mask_part(loc: Location, rows: ChunkMasks, segment: int, staged: bool = False) -> str:
+    relpath = mask_part_path(rows.video_id, segment, rows.chunk_idx, staged)
     loc.write(relpath, table_bytes(rows.to_table()))
     return relpath
 

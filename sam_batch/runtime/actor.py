@@ -23,7 +23,7 @@ TASK_CACHE = 64
 class TrackerActor:
     def __init__(self, **worker_kwargs: object):
         self.worker = Worker(**worker_kwargs)  # type: ignore[arg-type]
-        self._tasks: OrderedDict[str, VideoTask] = OrderedDict()
+        self._tasks: OrderedDict[tuple[str, int], VideoTask] = OrderedDict()
 
     def ready(self) -> dict:
         """Model identity, process and node: the driver checks all actors agree."""
@@ -33,18 +33,19 @@ class TrackerActor:
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 
-    def _task(self, video_id: str, task_box: list) -> VideoTask:
-        task = self._tasks.get(video_id)
+    def _task(self, key: tuple[str, int], task_box: list) -> VideoTask:
+        """The task of one (video, segment): each segment has its own prompts."""
+        task = self._tasks.get(key)
         if task is None:
             task = ray.get(task_box[0])
-            self._tasks[video_id] = task
+            self._tasks[key] = task
             while len(self._tasks) > TASK_CACHE:
                 self._tasks.popitem(last=False)
-        self._tasks.move_to_end(video_id)
+        self._tasks.move_to_end(key)
         return task
 
-    def start_video(self, video_id: str, task_box: list) -> bytes:
-        return self.worker.start_video(self._task(video_id, task_box))
+    def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
+        return self.worker.start_video(self._task(key, task_box))
 
     def run_chunk(self, spec: ChunkSpec, task_box: list, state_box: list
                   ) -> tuple[ChunkResult, bytes]:
@@ -57,7 +58,8 @@ class TrackerActor:
                 return ray.get(ref)
             return None
 
-        return self.worker.run_chunk(spec, self._task(spec.video_id, task_box), state_source)
+        task = self._task((spec.video_id, spec.segment), task_box)
+        return self.worker.run_chunk(spec, task, state_source)
 
 
 def actor_class(num_gpus: float, num_cpus: float) -> type:

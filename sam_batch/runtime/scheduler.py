@@ -35,6 +35,8 @@ class Chain:
     """One segment's chunks and where they stand."""
 
     segment: SegmentPlan
+    #: The segment's task (prompts or seeds); None while a seeded segment awaits its seeds.
+    task_ref: ray.ObjectRef | None = None
     states: dict[int, ray.ObjectRef] = field(default_factory=dict)  # input state by position
     running: dict[int, Flight] = field(default_factory=dict)
     next: int = START  # first position not yet dispatched
@@ -51,7 +53,6 @@ class VideoRun:
 
     video_id: str
     payload: Any  # what the job needs back: entry, task, plan...
-    task_ref: ray.ObjectRef | None = None
     chains: list[Chain] = field(default_factory=list)
     status: str = "pending"  # pending, running, finishing, done, failed
     error: str | None = None
@@ -115,8 +116,11 @@ class Scheduler:
         finish: Callable[[VideoRun], ray.ObjectRef],
         finished: Callable[[VideoRun, Any], None],
         failed: Callable[[VideoRun], None],
+        chunk_done: Callable[[VideoRun, Chain, Any], None] | None = None,
     ) -> None:
+        """``chunk_done(video, chain, result)`` sees every finished chunk (seeds, stats)."""
         self.videos = videos
+        self._chunk_done = chunk_done
         self._prepare, self._prepared = prepare, prepared
         self._finish, self._finished, self._failed = finish, finished, failed
         pending = [v for v in videos if v.status == "pending"]
@@ -164,7 +168,7 @@ class Scheduler:
                 pos = chain.next
                 if pos in chain.running or chain.done or pos >= len(chain.chunks):
                     continue
-                if pos == START or pos in chain.states:
+                if (pos == START and chain.task_ref is not None) or pos in chain.states:
                     return video, chain, pos, chain.states.get(pos), False
         return None
 
@@ -183,12 +187,13 @@ class Scheduler:
     def _submit(self, slot: Slot, video: VideoRun, chain: Chain, pos: int,
                 state: ray.ObjectRef | None, lookahead: bool) -> None:
         if pos == START:
-            ref = slot.actor.start_video.remote(video.video_id, [video.task_ref])
+            key = (video.video_id, chain.segment.index)
+            ref = slot.actor.start_video.remote(key, [chain.task_ref])
             flight = Flight("start", video, chain, pos, slot, slot.generation, state_ref=ref)
         else:
             spec = chain.chunks[pos]
             ref, state_ref = slot.actor.run_chunk.options(num_returns=2).remote(
-                spec, [video.task_ref], [state]
+                spec, [chain.task_ref], [state]
             )
             flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
                             state_ref)
@@ -237,8 +242,11 @@ class Scheduler:
         chain.running.pop(flight.pos, None)
         chain.states.pop(flight.pos, None)
         if flight.kind == "chunk":
-            video.frames_tracked += value.frames_tracked
+            if chain.segment.index >= 0:  # not a sparse pass: frames of the output
+                video.frames_tracked += value.frames_tracked
             video.chunks_done += 1
+            if self._chunk_done is not None:
+                self._chunk_done(video, chain, value)
         nxt = flight.pos + 1
         if nxt < len(chain.chunks):
             chain.states[nxt] = ray.put(state)  # the driver's own copy survives any node

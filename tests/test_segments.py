@@ -1,0 +1,156 @@
+"""Parallel segments and discovery through ``sam-batch run``: real sam2, real Ray.
+
+S = 1, 2 and 3 segments of one video must give structurally valid datasets
+(every frame of every object, one row per (frame, object), a tracks table that
+agrees with the masks and names the local tracks it was stitched from), S = 1
+must still equal one uninterrupted pass, and a video without prompts runs in
+discovery mode. Random weights make the masks meaningless but the structure
+and the identity bookkeeping are exactly what a trained model gets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from sam_batch.config import JobConfig
+from sam_batch.dataset import Dataset
+from sam_batch.frames import VideoFrames
+from sam_batch.job import run
+from sam_batch.metrics.identity import boundary_id_metrics
+from sam_batch.model import load_model
+from sam_batch.plan import plan_video
+from sam_batch.prompts import prompts_from_dicts
+from sam_batch.rle import encode
+from sam_batch.stitch import Segment, owned_ranges
+from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
+from sam_batch.tracker import ChunkTracker
+
+pytestmark = pytest.mark.slow
+
+FRAMES, OVERLAP = 30, 4
+#: Random weights score low: let every proposal through so discovery has work.
+PERMISSIVE = {"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "points_per_side": 4}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> tuple[Path, list[dict]]:
+    folder = tmp_path_factory.mktemp("segments")
+    clip = generate(3, width=64, height=48, num_frames=FRAMES, num_objects=2, enter_leave=False)
+    path = write_mp4(clip, folder / "v.mp4", gop_size=5).path
+    return path, [{**p, "frame": 0} for p in first_frame_prompts(clip, "box")]
+
+
+def _config(manifest: Path, out: Path, **kw) -> JobConfig:
+    return JobConfig(manifest=str(manifest), output=str(out), random_weights=True,
+                     image_size=256, chunk_frames=5, overlap=OVERLAP, sparse_step=4, workers=2,
+                     cpus_per_worker=1, progress="off", **kw)
+
+
+def _manifest(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _by_frame(ds: Dataset, video_id: str) -> dict[int, dict[int, str]]:
+    out: dict[int, dict[int, str]] = {}
+    for r in ds.masks(video_id).to_pylist():
+        out.setdefault(r["frame_idx"], {})[r["obj_id"]] = r["rle"]
+    return out
+
+
+def assert_valid(ds: Dataset, video_id: str, frames: int, segments: int) -> list[dict]:
+    """Every frame of every object once; tracks agree with masks; sources name segments."""
+    rows = ds.masks(video_id).to_pylist()
+    tracks = ds.tracks(video_id).to_pylist()
+    ids = sorted(t["obj_id"] for t in tracks)
+    assert len(set(ids)) == len(ids) and ids, "global ids must be unique"
+    keys = [(r["frame_idx"], r["obj_id"]) for r in rows]
+    assert len(set(keys)) == len(keys), "two rows for one (frame, object)"
+    assert {o for _, o in keys} == set(ids), "masks and tracks name other objects"
+    for t in tracks:
+        present = [r["frame_idx"] for r in rows if r["obj_id"] == t["obj_id"] and r["area"]]
+        assert t["frames_present"] == len(present)
+        if present:
+            assert (t["first_frame"], t["last_frame"]) == (min(present), max(present))
+        used = {int(s.split(":")[0]) for s in t["sources"]}
+        assert used <= set(range(segments)) and t["sources"] == sorted(t["sources"])
+    assert ds.video(video_id)["status"] == "ok"
+    assert not list((Path(ds.url) / "_staging").glob("**/*.parquet")), "staging left behind"
+    return tracks
+
+
+def test_one_two_and_three_segments(ray_local, video, tmp_path):
+    path, prompts = video
+    manifest = _manifest(tmp_path / "m.jsonl", [{"video": str(path), "video_id": "v",
+                                                 "prompts": prompts}])
+    datasets = {}
+    for s in (1, 2, 3):
+        summary = run(_config(manifest, tmp_path / f"s{s}", segments=s))
+        assert summary.ok, summary.text()
+        ds = datasets[s] = Dataset(str(tmp_path / f"s{s}"))
+        tracks = assert_valid(ds, "v", FRAMES, s)
+        # Prompted objects keep the user's ids in every segment (seeded by the sparse
+        # pass), and every frame of each has a row.
+        assert [t["obj_id"] for t in tracks] == [1, 2]
+        assert all(len(t["sources"]) == s for t in tracks)
+        by_frame = _by_frame(ds, "v")
+        assert sorted(by_frame) == list(range(FRAMES))
+        assert all(sorted(objs) == [1, 2] for objs in by_frame.values())
+
+    # S = 1 equals one uninterrupted pass of the tracker over the whole video.
+    torch.set_num_threads(1)
+    model = load_model(_config(manifest, tmp_path).model_spec())
+    frames = VideoFrames.open(str(path))
+    tracker = ChunkTracker(model)
+    single = tracker.track(tracker.start(frames, prompts_from_dicts(prompts)), frames, FRAMES)
+    reference = {out.frame_idx: {o: encode(m).rle for o, m in zip(out.obj_ids, out.masks,
+                                                                  strict=True)}
+                 for out in single}
+    assert _by_frame(datasets[1], "v") == reference
+
+    # The boundary metric scores ids near each boundary against the single pass.
+    for s in (2, 3):
+        plan = plan_video("v", FRAMES, 5, s, OVERLAP)
+        starts = [seg.start for seg in plan.segments[1:]]
+        metrics = boundary_id_metrics(_by_frame(datasets[s], "v"), reference, 48, 64, starts,
+                                      OVERLAP)
+        assert set(metrics.per_boundary) == set(starts)
+        assert metrics.overall.id_switches == 0  # pinned ids never switch
+        assert 0.0 <= metrics.overall.idf1 <= 1.0 and metrics.overall.frames > 0
+
+
+def test_discovery_mode_tracks_videos_without_prompts(ray_local, video, tmp_path):
+    path, _ = video
+    manifest = _manifest(tmp_path / "m.jsonl", [{"video": str(path), "video_id": "auto"}])
+    summary = run(_config(manifest, tmp_path / "off"))
+    assert not summary.ok and "--discover" in summary.failed[0]["error"]
+
+    summary = run(_config(manifest, tmp_path / "on", segments=2, discover="every:10",
+                          discovery_options=PERMISSIVE))
+    assert summary.ok, summary.text()
+    ds = Dataset(str(tmp_path / "on"))
+    tracks = assert_valid(ds, "auto", FRAMES, 2)
+    assert {t["origin"] for t in tracks} == {"discovered"}
+    assert [t["obj_id"] for t in tracks] == list(range(1, len(tracks) + 1))
+    # A discovered object's rows begin on a keyframe of its segment, or where its
+    # segment's owned frames begin (the stitched output takes one side of an overlap).
+    plan = plan_video("auto", FRAMES, 5, 2, OVERLAP)
+    stitched = [Segment(seg.index, seg.start, seg.end) for seg in plan.segments]
+    starts = {lo for lo, _ in owned_ranges(stitched)}
+    starts |= {f for seg in plan.segments for f in range(seg.start, seg.end, 10)}
+    first_rows: dict[int, int] = {}
+    for r in ds.masks("auto").to_pylist():
+        first_rows.setdefault(r["obj_id"], r["frame_idx"])
+    assert set(first_rows.values()) <= starts
