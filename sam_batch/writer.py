@@ -14,7 +14,7 @@ driver needs for the tracks table without reading masks back.
 >>> rows.add(frame_idx=0, time_s=0.0, obj_ids=(1,), masks=np.ones((1, 4, 4), bool),
 ...          scores=np.array([0.9], np.float32))
 >>> loc = Location(tempfile.mkdtemp())
->>> write_mask_part(loc, rows, segment=0); loc.list("masks")
+>>> _ = write_mask_part(loc, rows, segment=0); loc.list("masks")
 ['masks/clip/part-s000-c00000.parquet']
 """
 
