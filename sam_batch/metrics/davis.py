@@ -265,6 +265,12 @@ def _f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float) -> float:
     n_gt, n_pred = int(gt_b.sum()), int(pred_b.sum())
     if n_gt == 0 or n_pred == 0:
         return 1.0 if n_gt == n_pred else 0.0
+    # Only pixels within ``radius`` of a boundary pixel can change: dilate that box,
+    # not the frame (the same counts, tens of times faster on small objects).
+    rows, cols = np.nonzero(gt_b | pred_b)
+    y0, y1 = max(rows.min() - radius, 0), rows.max() + radius + 1
+    x0, x1 = max(cols.min() - radius, 0), cols.max() + radius + 1
+    gt_b, pred_b = gt_b[y0:y1, x0:x1], pred_b[y0:y1, x0:x1]
     footprint = disk(radius)
     gt_near = ndimage.binary_dilation(gt_b, structure=footprint)
     pred_near = ndimage.binary_dilation(pred_b, structure=footprint)
