@@ -190,39 +190,32 @@ def test_node_killed_mid_job_the_job_completes_with_identical_output(manifest, c
     assert_same_dataset(out, clean)
 
 
-def test_driver_killed_mid_job_rerun_resumes_without_duplicates(manifest, clean, tmp_path):
-    out = tmp_path / "ds"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sam_batch.cli",
-        "run",
-        "--manifest",
-        str(manifest),
-        "--output",
-        str(out),
-        "--random-weights",
-        "--image-size",
-        "128",
-        "--chunk-frames",
-        str(CHUNK),
-        "--workers",
-        "1",
-        "--cpus-per-worker",
-        "1",
-        "--progress",
-        "off",
-    ]
+def _cli(manifest: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sam_batch.cli", "run", "--manifest", str(manifest),
+            "--output", str(out), "--random-weights", "--image-size", "128", "--chunk-frames",
+            str(CHUNK), "--workers", "1", "--cpus-per-worker", "1", "--progress", "off", *extra]
+
+
+def _kill_driver_when(cmd: list[str], committed: Path) -> None:
+    """Start the driver, SIGKILL it and all it started (by PID) once ``committed`` exists."""
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_part(out, 2)
+        deadline = time.monotonic() + 180
+        while not committed.exists():
+            assert time.monotonic() < deadline, f"{committed.name} never committed"
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.05)
     finally:
-        # The driver and everything it started (its embedded Ray), by PID.
-        family = [driver.pid, *descendants(driver.pid)]
-        for pid in family:
+        for pid in [driver.pid, *descendants(driver.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         driver.wait()
+
+
+def test_driver_killed_mid_job_rerun_resumes_without_duplicates(manifest, clean, tmp_path):
+    out = tmp_path / "ds"
+    cmd = _cli(manifest, out)
+    _kill_driver_when(cmd, out / "masks" / "v" / "part-s000-c00002.parquet")
     assert not (out / "_job.json").exists()
     committed = sorted((out / "masks" / "v").glob("part-*.parquet"))
     assert 3 <= len(committed) < FRAMES // CHUNK, "kill it mid-job"
@@ -235,3 +228,27 @@ def test_driver_killed_mid_job_rerun_resumes_without_duplicates(manifest, clean,
     # Resumed, not restarted: a committed part always has its state checkpoint
     # beside it, so nothing committed before the kill was computed again.
     assert all(after[name] == t for name, t in before.items()), (before, after)
+
+
+def test_driver_killed_mid_segmented_job_resumes_to_the_same_stitched_dataset(manifest, tmp_path):
+    """Two seeded segments, staged then stitched: a rerun continues each segment."""
+    clean_out, out = tmp_path / "clean", tmp_path / "ds"
+    segmented = ("--segments", "2", "--overlap", "4", "--sparse-step", "4")
+    assert subprocess.run(_cli(manifest, clean_out, *segmented), capture_output=True,
+                          timeout=600).returncode == 0
+    clean2 = rows(clean_out)
+    assert len(clean2) == FRAMES * 2
+
+    cmd = _cli(manifest, out, *segmented)
+    staged = out / "_staging" / "masks" / "v"
+    _kill_driver_when(cmd, staged / "part-s001-c00006.parquet")  # segment 1's second chunk
+    assert not (out / "_job.json").exists() and not (out / "masks").exists()
+    states = {p.name: p.stat().st_mtime_ns for p in (out / "_states" / "v").glob("*.state")}
+    assert "init-s001.state" in states
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_same_dataset(out, clean2)
+    assert not staged.exists()
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "_states" / "v").glob("*.state")}
+    assert all(after[name] == t for name, t in states.items()), "committed work was redone"
