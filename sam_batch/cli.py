@@ -58,8 +58,11 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
                    help="replace a dataset of another job at --output")
 
 
-def config_from_args(args: argparse.Namespace) -> JobConfig:
-    """The YAML config (if any), overridden by every flag given."""
+def config_from_args(args: argparse.Namespace, ignore: tuple[str, ...] = ()) -> JobConfig:
+    """The YAML config (if any), overridden by every flag given.
+
+    ``ignore``: YAML keys that are not job settings (a job script's own section).
+    """
     names = JobConfig.field_names()
     flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if isinstance(flags.get("segments"), str) and flags["segments"] != "auto":
@@ -68,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         except ValueError:
             raise SamBatchError(f"--segments must be a number or 'auto', not {flags['segments']!r}"
                                 ) from None
-    config = (JobConfig.from_yaml(args.config, flags) if args.config
+    config = (JobConfig.from_yaml(args.config, flags, ignore) if args.config
               else JobConfig.from_dict(flags, where="flags"))
     args.redactor = Redactor(config.secrets())
     return config

@@ -33,6 +33,9 @@ SECRET_ENV = (
     "AZURE_STORAGE_CONNECTION_STRING", "HF_TOKEN",
 )
 REDACTED = "***"
+#: Keys that exclude each other: giving one as a flag drops the other from the file.
+EXCLUSIVE = {"manifest": "videos", "videos": "manifest", "checkpoint": "random_weights",
+             "random_weights": "checkpoint"}
 
 
 @dataclass
@@ -151,7 +154,9 @@ class JobConfig:
             raise ConfigError(f"{where}: {e}") from e
 
     @classmethod
-    def from_yaml(cls, path: str, overrides: dict[str, Any] | None = None) -> JobConfig:
+    def from_yaml(cls, path: str, overrides: dict[str, Any] | None = None,
+                  ignore: tuple[str, ...] = ()) -> JobConfig:
+        """``ignore``: top-level keys that belong to the caller (a job's own section)."""
         import fsspec
 
         try:
@@ -163,7 +168,12 @@ class JobConfig:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        data = {k: v for k, v in data.items() if k not in ignore}
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        for given, replaced in EXCLUSIVE.items():  # a flag's source replaces the file's
+            if given in overrides:
+                data.pop(replaced, None)
+        data.update(overrides)
         return cls.from_dict(data, where=path)
 
     def to_dict(self) -> dict[str, Any]:
