@@ -134,15 +134,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pids_with(text: str) -> list[int]:
+def _pids_with(path: Path) -> list[int]:
+    """Processes whose command line or open files name ``path`` (Ray renames its agents)."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-                if text.encode() in cmd and int(entry) != os.getpid():
-                    found.append(int(entry))
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if str(path) in cmd or any(f.startswith(str(path)) for f in _open_files(entry)):
+                found.append(int(entry))
     return found
+
+
+def _open_files(pid: str) -> list[str]:
+    names = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return names
 
 
 @pytest.mark.slow
@@ -180,7 +190,7 @@ def test_ray_job_submit_runs_the_long_video_job_on_a_local_head(tmp_path):
         assert {r["frame_idx"] for r in rows} == set(range(8)) and objects
         assert len(rows) == 8 * len(objects)
     finally:
-        for pid in _pids_with(str(temp)):
+        for pid in _pids_with(temp):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
