@@ -18,7 +18,7 @@ What a built video holds, on purpose:
 - with ``audio``, an AAC track in the mp4, for exports that must keep it.
 
 >>> built = build_dataset(tmp_path)                                    # doctest: +SKIP
->>> built.videos["clip-a"].masks[1].shape                              # (T, H, W)
+>>> built.videos["clip-a"].masks[1].shape  # (T, H, W)                 # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ frame of the preview is the same frame index as in the dataset.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 
 import numpy as np
@@ -92,12 +93,15 @@ def export_overlay(
     labels: bool = True,
     encoding: str | Encoding = "h264",
     audio: bool = True,
+    stills: Iterable[int] = (),
 ) -> list[str]:
     """``<out>/<video>.mp4`` per video; returns their URLs.
 
     ``objects`` limits which ids are drawn (default all); ``alpha`` is the tint
-    strength; ``audio`` copies the source's audio streams unchanged.
+    strength; ``audio`` copies the source's audio streams unchanged; ``stills``
+    also writes those frames as ``<video>-frame00012.png`` (for reports and docs).
     """
+    stills = {int(t) for t in ([stills] if isinstance(stills, int) else stills)}
     loc, chosen, enc = (
         Location(out_url, storage_options),
         parse_objects(objects),
@@ -121,11 +125,15 @@ def export_overlay(
         ):
             for t, rgb, objs in frames_with_masks(ds, video_id, info, row, storage_options):
                 masks = {k: m.mask() for k, m in selected(objs, chosen).items()}
-                sink.write(
-                    t,
-                    draw_overlay(
-                        rgb, masks, alpha=alpha, outline=outline, labels=labels, font=font
-                    ),
+                drawn = draw_overlay(
+                    rgb, masks, alpha=alpha, outline=outline, labels=labels, font=font
                 )
+                sink.write(t, drawn)
+                if t in stills:
+                    still = f"{video_dir(video_id)}-frame{t:05d}.png"
+                    buf = io.BytesIO()
+                    Image.fromarray(drawn).save(buf, format="PNG")
+                    loc.write(still, buf.getvalue())
+                    written.append(loc.url_of(still))
         written.append(loc.url_of(name))
     return written

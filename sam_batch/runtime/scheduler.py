@@ -213,7 +213,12 @@ class Scheduler:
     def _collect(self, timeout: float) -> None:
         if not self.flights:
             return
-        ready, _ = ray.wait(list(self.flights), num_returns=len(self.flights), timeout=timeout)
+        # Wake on the first completion (an idle actor gets work at once), then take
+        # whatever else is already done; waiting for all would idle actors for ``timeout``.
+        pending = list(self.flights)
+        ready, rest = ray.wait(pending, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in ready:
             flight = self.flights.pop(ref)
             flight.video.inflight -= 1
