@@ -155,14 +155,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.output).resolve()
     video, manifest = write_sample(root / "input")
     print(f"sample video: {video}\nmanifest:     {manifest}")
+    # The shipped model tracks the sample for real; --model/--checkpoint take another.
+    model = {"model": args.model, "checkpoint": args.checkpoint}
+    if args.random_weights:
+        model = {"model": args.model, "random_weights": True, "image_size": 256}
     config = JobConfig(
-        manifest=str(manifest), output=str(root / "dataset"), random_weights=True,
-        image_size=256, chunk_frames=16, progress=args.progress or "auto",
+        manifest=str(manifest), output=str(root / "dataset"), chunk_frames=16,
+        progress=args.progress or "auto", overwrite=True, **model,
     )
     summary = run(config)
     print(summary.text())
     args.url, args.storage_options, args.json = config.output, None, False
     cmd_inspect(args)
+    if summary.ok:  # how good the masks are: DAVIS J&F against the sample's exact truth
+        from sam_batch.evaluate import evaluate
+
+        import shutil
+
+        truth = root / "truth"  # DAVIS layout: one folder of PNGs per video id
+        shutil.copytree(root / "input" / "sample_gt", truth / "sample", dirs_exist_ok=True)
+        print(evaluate(config.output, str(truth)).table())
     return 0 if summary.ok else 1
 
 
@@ -220,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="track a generated sample video (embedded Ray)")
     p.add_argument("--output", default="sam_batch_demo")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
+    p.add_argument("--model", default="sam-batch-tiny",
+                   help="the shipped sam-batch-tiny (default) or a sam2 config with --checkpoint")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--checkpoint")
+    w.add_argument("--random-weights", action="store_true")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export", help="write a dataset as DAVIS/SA-V PNGs, YouTube-VIS JSON, "
