@@ -28,6 +28,11 @@ def prepare(args: argparse.Namespace, config: JobConfig) -> JobConfig:
     return config
 
 
+def configure(argv: list[str] | None = None) -> JobConfig:
+    """The config a submission with ``argv`` runs, without running it."""
+    return _common.configure(build_parser, prepare, argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     return _common.main(build_parser, prepare, argv)
 

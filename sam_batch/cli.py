@@ -168,9 +168,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.url, args.storage_options, args.json = config.output, None, False
     cmd_inspect(args)
     if summary.ok:  # how good the masks are: DAVIS J&F against the sample's exact truth
-        from sam_batch.evaluate import evaluate
-
         import shutil
+
+        from sam_batch.evaluate import evaluate
 
         truth = root / "truth"  # DAVIS layout: one folder of PNGs per video id
         shutil.copytree(root / "input" / "sample_gt", truth / "sample", dirs_exist_ok=True)

@@ -1,13 +1,16 @@
 """jobs/ and cluster/: every manifest loads, names files that exist, and its commands parse;
-the long-video job runs under ``ray job submit`` on a real local Ray head.
+the nightly job lists a date's videos and keeps one partition per date (no Ray); the
+long-video job runs under ``ray job submit`` on a real local Ray head, and resumes there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -18,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
+import ray.autoscaler
 import yaml
 
 from sam_batch.cli import build_parser
@@ -30,6 +35,7 @@ from sam_batch.synthetic import write_sample
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = {"long_video": ROOT / "jobs" / "long_video.py",
         "nightly_dataset": ROOT / "jobs" / "nightly_dataset.py"}
+NIGHT = "2026-11-24"
 
 
 def load_job(name: str):
@@ -46,9 +52,29 @@ def manifests() -> list[tuple[Path, dict]]:
     return docs
 
 
+def strings(value) -> list[str]:
+    """Every string in a loaded YAML document."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def commands(text: str) -> list[str]:
+    """The ``python jobs/...`` and ``sam-batch ...`` commands in a text, lines joined at ``\\``."""
+    found = []
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        for start in ("python jobs/", "sam-batch "):
+            at = line.find(start)
+            if at >= 0 and (start == "python jobs/" or line[:at].strip() in ("", "-", "RUN")):
+                found.append(line[at:])
+    return found
+
+
 def check_command(command: str) -> None:
     """A ``python jobs/X.py ...`` or ``sam-batch ...`` command: its files exist, its flags parse."""
-    argv = shlex.split(command)
+    argv = shlex.split(command, comments=True)
     if argv[0] == "sam-batch":
         build_parser().parse_args(argv[1:])
         return
@@ -65,11 +91,15 @@ def test_every_manifest_loads_and_its_entrypoint_exists_and_parses():
     kinds = {d.get("kind") for _, d in docs}
     assert {"RayCluster", "RayJob"} <= kinds
     for path, doc in docs:
+        for command in (c for s in strings(doc) for c in commands(s)):
+            check_command(command)
         if doc.get("kind") == "RayJob":
             spec = doc["spec"]
+            assert spec["entrypoint"].startswith("python jobs/")
             check_command(spec["entrypoint"])
             assert spec["backoffLimit"] >= 1 and spec["ttlSecondsAfterFinished"] > 0
             assert spec["shutdownAfterJobFinishes"] is True
+            assert spec["rayClusterSpec"]["enableInTreeAutoscaling"] is True
             workers = spec["rayClusterSpec"]["workerGroupSpecs"]
         elif doc.get("kind") == "RayCluster":
             workers = doc["spec"]["workerGroupSpecs"]
@@ -82,50 +112,114 @@ def test_every_manifest_loads_and_its_entrypoint_exists_and_parses():
             assert limits["nvidia.com/gpu"] == "1", path
 
 
-def test_cluster_launcher_installs_as_the_readme_says():
-    launcher = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
-    assert launcher["provider"]["type"] == "aws"
-    setup = " && ".join(launcher["setup_commands"])
-    assert "torch==2.14.1 torchvision==0.29.1" in setup and "--no-build-isolation" in setup
-    assert set(launcher["available_node_types"]) >= {launcher["head_node_type"], "gpu_worker"}
+def readme_install() -> tuple[str, str]:
+    """The README's two pip steps: torch, then the project built against it."""
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines()
+                if x.startswith("pip install torch=="))
+    torch_step, project_step = (s.strip() for s in line.split("&&")[:2])
+    assert "--no-build-isolation" in project_step and "SAM2_BUILD_CUDA=" in project_step
+    return torch_step, "pip install --no-build-isolation"
+
+
+def test_image_and_cluster_launcher_install_as_the_readme_says():
+    torch_step, project_step = readme_install()
     docker = (ROOT / "cluster" / "Dockerfile").read_text()
-    readme = (ROOT / "README.md").read_text()
-    assert "pip install torch==2.14.1 torchvision==0.29.1" in docker
-    assert "pip install torch==2.14.1 torchvision==0.29.1" in readme
-    assert "--no-build-isolation" in docker
+    launcher = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    setup = "\n".join(launcher["setup_commands"])
+    for text in (docker, setup):  # torch first, then sam2 built against it, with CUDA
+        assert 0 <= text.find(torch_step) < text.find(project_step), text
+        assert "SAM2_BUILD_CUDA=1" in text and "TORCH_CUDA_ARCH_LIST" in text
+    assert re.search(r"^FROM nvidia/cuda:\S+-devel", docker, re.M)
+    assert "python3.11" in docker and "python3.11" in setup
     for line in docker.splitlines():  # every file the image copies exists
         if line.startswith("COPY"):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), line
+    # Ray's own schema for cluster-launcher files (unknown keys are errors there)
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(launcher, schema)
+    assert launcher["provider"]["type"] == "aws"
+    assert set(launcher["available_node_types"]) >= {launcher["head_node_type"], "gpu_worker"}
 
 
-def test_job_yamls_are_valid_configs_and_every_readme_command_parses():
-    for name in JOBS:
-        data = yaml.safe_load((ROOT / "jobs" / f"{name}.yaml").read_text())
-        if data.pop("nightly", None) is not None:  # the job fills in inputs and output
-            data.update(videos=["night.mp4"], output="s3://b/ds/date=2026-11-24")
-        JobConfig.from_dict(data).validate()  # every key known, every value valid
-    for doc in (ROOT / "cluster" / "README.md", ROOT / "README.md"):
-        for line in doc.read_text().splitlines():
-            if "-- python jobs/" in line:
-                command = line.split("-- ", 1)[1].rstrip("\\ ")
-                check_command(command)
+def test_job_yamls_are_valid_configs_and_every_documented_command_parses(tmp_path):
+    long_video, nightly = load_job("long_video"), load_job("nightly_dataset")
+    config = long_video.configure(["--config", str(ROOT / "jobs" / "long_video.yaml")])
+    config.validate()  # every key known, every value valid
+    assert config.segments == "auto" and config.workers and config.gpus_per_worker == 1
+    config = long_video.configure(["--config", str(ROOT / "jobs" / "long_video.yaml"),
+                                   "--segments", "4", "--chunk-frames", "32",
+                                   "--random-weights"])
+    assert (config.segments, config.chunk_frames, config.checkpoint) == (4, 32, None)
+    (tmp_path / NIGHT / "a.mp4").parent.mkdir()
+    (tmp_path / NIGHT / "a.mp4").write_bytes(b"x")
+    config = nightly.configure(["--config", str(ROOT / "jobs" / "nightly_dataset.yaml"),
+                                "--input-root", str(tmp_path), "--date", NIGHT])
+    config.validate()
+    assert config.discover and config.output.endswith(f"/date={NIGHT}")
+    texts = [(ROOT / "cluster" / "README.md").read_text(), (ROOT / "README.md").read_text(),
+             *(p.read_text() for p in JOBS.values())]
+    documented = [c for t in texts for c in commands(t)]
+    assert sum(c.startswith("python jobs/") for c in documented) >= 4
+    for command in documented:
+        check_command(command)
 
 
 def test_nightly_lists_the_nights_videos_and_partitions_by_date(tmp_path):
     nightly = load_job("nightly_dataset")
-    day = tmp_path / "raw" / "2026-11-24"
+    day = tmp_path / "raw" / NIGHT
     (day / "cam1").mkdir(parents=True)
-    for name in ("a.mp4", "cam1/b.MOV", "notes.txt"):
+    for name in ("a.mp4", "cam1/b.MOV", "notes.txt", "._a.mp4"):
         (day / name).write_bytes(b"x")
-    assert nightly.night_videos(str(tmp_path / "raw"), "2026-11-24") == [
+    (tmp_path / "raw" / "2026-11-23").mkdir()
+    (tmp_path / "raw" / "2026-11-23" / "c.mp4").write_bytes(b"x")
+    assert nightly.night_videos(str(tmp_path / "raw"), NIGHT) == [
         str(day / "a.mp4"), str(day / "cam1" / "b.MOV")]
-    assert nightly.partition("s3://b/ds/", "2026-11-24") == "s3://b/ds/date=2026-11-24"
-    assert len(nightly.night(None)) == 10
+    assert nightly.night_videos(f"file://{tmp_path}/raw/", NIGHT) == [
+        f"file://{day}/a.mp4", f"file://{day}/cam1/b.MOV"]
+    assert nightly.partition("s3://b/ds/", NIGHT) == f"s3://b/ds/date={NIGHT}"
+    assert nightly.night(None) == dt.datetime.now(dt.timezone.utc).date().isoformat()
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
         nightly.night("24/11/2026")
     with pytest.raises(ConfigError, match="does not exist"):
-        nightly.night_videos(str(tmp_path / "raw"), "2026-11-23")
+        nightly.night_videos(str(tmp_path / "raw"), "2026-11-22")
+
+
+def test_nightly_submitted_twice_is_the_same_job_on_the_same_partition(tmp_path):
+    """What makes a re-submitted night resume: same output, same fingerprint, no overwrite."""
+    nightly = load_job("nightly_dataset")
+    (tmp_path / "raw" / NIGHT).mkdir(parents=True)
+    (tmp_path / "raw" / NIGHT / "a.mp4").write_bytes(b"x")
+    (tmp_path / "nightly.yaml").write_text(yaml.safe_dump({
+        "nightly": {"input_root": str(tmp_path / "raw"), "output_root": str(tmp_path / "ds")},
+        "random_weights": True, "discover": "every:30", "chunk_frames": 16}))
+    argv = ["--config", str(tmp_path / "nightly.yaml"), "--date", NIGHT]
+    first = nightly.configure(argv)
+    (tmp_path / "raw" / NIGHT / "b.mp4").write_bytes(b"x")  # arrived since
+    again = nightly.configure(argv)
+    assert first.output == again.output == str(tmp_path / "ds" / f"date={NIGHT}")
+    assert first.fingerprint() == again.fingerprint() and not again.overwrite
+    assert again.videos == [str(tmp_path / "raw" / NIGHT / n) for n in ("a.mp4", "b.mp4")]
+    assert again.manifest is None and again.discover == "every:30"
+    with pytest.raises(ConfigError, match="does not exist"):
+        nightly.configure([*argv[:2], "--date", "2026-11-25"])
+    with pytest.raises(ConfigError, match="input_root and output_root"):
+        nightly.configure(["--date", NIGHT, "--random-weights"])
+    with pytest.raises(ConfigError, match="--output: this job takes"):
+        nightly.configure([*argv, "--output", str(tmp_path / "elsewhere")])
+
+
+def test_nightly_leaves_discover_out_where_jobconfig_has_no_such_key(tmp_path, monkeypatch,
+                                                                     caplog):
+    nightly = load_job("nightly_dataset")
+    (tmp_path / "raw" / NIGHT).mkdir(parents=True)
+    (tmp_path / "raw" / NIGHT / "a.mp4").write_bytes(b"x")
+    names = [n for n in JobConfig.field_names() if n != "discover"]
+    monkeypatch.setattr(JobConfig, "field_names", classmethod(lambda cls: names))
+    config = nightly.configure(["--config", str(ROOT / "jobs" / "nightly_dataset.yaml"),
+                                "--input-root", str(tmp_path / "raw"), "--output-root",
+                                str(tmp_path / "ds"), "--date", NIGHT])
+    assert config.discover is None and "discover: every:30 ignored" in caplog.text
 
 
 def _free_port() -> int:
@@ -156,7 +250,7 @@ def _open_files(pid: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_the_long_video_job_on_a_local_head(tmp_path):
+def test_ray_job_submit_runs_the_long_video_job_on_a_local_head_and_resumes_it(tmp_path):
     _, manifest = write_sample(tmp_path / "input", num_frames=8, width=96, height=64)
     # A short path (Unix sockets live under it), marking every process of this head
     # so that they can be ended by PID.
@@ -171,16 +265,17 @@ def test_ray_job_submit_runs_the_long_video_job_on_a_local_head(tmp_path):
     try:
         assert start.returncode == 0, start.stderr[-3000:]
         out = tmp_path / "dataset"
-        submit = subprocess.run(
-            ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-             "--working-dir", str(ROOT), "--runtime-env-json",
-             json.dumps({"excludes": [".git", "bench", "tests", "*.pt"],
-                         "env_vars": {"TQDM_DISABLE": "1"}}),
-             "--", "python", "jobs/long_video.py", "--config", "jobs/long_video.yaml",
-             "--manifest", str(manifest), "--output", str(out), "--random-weights",
-             "--image-size", "128", "--chunk-frames", "4", "--segments", "1",
-             "--workers", "1", "--cpus-per-worker", "1", "--gpus-per-worker", "0"],
-            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        command = [
+            "ray", "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+            "--working-dir", str(ROOT), "--runtime-env-json",
+            json.dumps({"excludes": [".git", "bench", "tests", "*.pt"],
+                        "env_vars": {"TQDM_DISABLE": "1"}}),
+            "--", "python", "jobs/long_video.py", "--config", "jobs/long_video.yaml",
+            "--manifest", str(manifest), "--output", str(out), "--random-weights",
+            "--image-size", "128", "--chunk-frames", "4", "--segments", "1",
+            "--workers", "1", "--cpus-per-worker", "1", "--gpus-per-worker", "0"]
+        submit = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                                cwd=tmp_path)
         assert submit.returncode == 0, (submit.stdout + submit.stderr)[-4000:]
         assert "succeeded" in submit.stdout + submit.stderr
         ds = Dataset(str(out))
@@ -189,6 +284,14 @@ def test_ray_job_submit_runs_the_long_video_job_on_a_local_head(tmp_path):
         objects = {r["obj_id"] for r in rows}
         assert {r["frame_idx"] for r in rows} == set(range(8)) and objects
         assert len(rows) == 8 * len(objects)
+        # Submitted again, the same job resumes its dataset: nothing re-tracked or lost.
+        again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                               cwd=tmp_path)
+        log = again.stdout + again.stderr
+        assert again.returncode == 0 and "resuming the job" in log, log[-4000:]
+        assert "1 video(s) ok, 0 failed, 0 frames tracked" in log, log[-4000:]
+        assert Dataset(str(out)).job() is not None
+        assert Dataset(str(out)).masks("sample").to_pylist() == rows
     finally:
         for pid in _pids_with(temp):
             with contextlib.suppress(ProcessLookupError):
