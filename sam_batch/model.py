@@ -42,7 +42,8 @@ DEFAULT_CONFIG = "sam2.1_hiera_t"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build. Exactly one of ``checkpoint`` and ``random_weights``.
+    """What to build. Exactly one of ``checkpoint`` and ``random_weights``, except for a
+    shipped model (``config="sam-batch-tiny"``), whose weights come with the package.
 
     ``checkpoint`` is a local path, any fsspec URL (``s3://``, ``gs://``,
     ``https://``) or ``hf://facebook/sam2.1-hiera-tiny`` (only where the network
@@ -62,27 +63,58 @@ class ModelSpec:
     precision: str = "auto"
     storage_options: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def shipped(self) -> bool:
+        """A model that ships with sam_batch (``sam-batch-tiny``): weights included."""
+        from sam_batch.models import SHIPPED
+
+        return self.config in SHIPPED
+
+    def weights(self) -> str | None:
+        """The checkpoint to load: the given one, or a shipped model's own.
+
+        >>> Path(ModelSpec(config="sam-batch-tiny").weights()).name
+        'sam-batch-tiny.pt'
+        """
+        from sam_batch.models import shipped_checkpoint
+
+        if self.checkpoint is None and self.shipped and not self.random_weights:
+            return shipped_checkpoint(self.config)
+        return self.checkpoint
+
+    def input_size(self) -> int | None:
+        """The image size asked for, or a shipped model's trained size (its card)."""
+        from sam_batch.models import shipped
+
+        if self.image_size is None and self.shipped:
+            return shipped(self.config).image_size
+        return self.image_size
+
     def config_path(self) -> str:
         """The sam2 config file (package-relative) or a YAML path of a custom model."""
+        from sam_batch.models import SHIPPED, shipped_config
+
         name = self.config
         if name in SAM2_CONFIGS:
             return SAM2_CONFIGS[name]
+        if name in SHIPPED:
+            return shipped_config(name)
         if name in SAM2_CONFIGS.values():
             return name
         if name.endswith((".yaml", ".yml")) and Path(name).is_file():
             return str(Path(name).resolve())
-        known = ", ".join(sorted(SAM2_CONFIGS))
+        known = ", ".join([*sorted(SAM2_CONFIGS), *SHIPPED])
         raise ModelError(
             f"unknown model config {name!r}: use one of {known}, or the path of a "
             "complete SAM 2 video-predictor YAML file"
         )
 
     def validate(self) -> None:
-        if self.random_weights == (self.checkpoint is not None):
+        if self.random_weights == (self.weights() is not None):
             raise ModelError(
                 "give exactly one of a checkpoint (path, URL or hf://model-id) and "
                 "random weights (random_weights=True / --random-weights, for tests "
-                "and smoke runs only)"
+                "and smoke runs only), or use the shipped model: --model sam-batch-tiny"
             )
         if self.image_size is not None and (self.image_size < 64 or self.image_size % 32):
             raise ModelError(
@@ -166,12 +198,12 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.random_weights:
         weights_id, state_dict = f"random:seed={spec.seed}", None
     else:
-        weights_id, state_dict = _read_checkpoint(spec.checkpoint, spec.storage_options)
+        weights_id, state_dict = _read_checkpoint(spec.weights(), spec.storage_options)
 
     torch.manual_seed(spec.seed)
-    predictor = _build_predictor(config_path, spec.image_size)
+    predictor = _build_predictor(config_path, spec.input_size())
     if state_dict is not None:
-        _load_state_dict(predictor, state_dict, spec.checkpoint)
+        _load_state_dict(predictor, state_dict, spec.weights())
     predictor = predictor.to(device).eval()
 
     precision = spec.precision
@@ -183,7 +215,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         # switching it off gives the same numbers without the noise.
         predictor.fill_hole_area = 0
     identity = ModelIdentity(
-        config=spec.config if spec.config in SAM2_CONFIGS else config_path,
+        # Names, not paths, where a name says it: install paths differ between nodes.
+        config=spec.config if spec.config in SAM2_CONFIGS or spec.shipped else config_path,
         image_size=int(predictor.image_size),
         weights=weights_id,
         sam2_version=metadata.version("sam2"),

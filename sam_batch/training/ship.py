@@ -1,0 +1,83 @@
+"""Ship a trained checkpoint as ``sam_batch/models/<name>.pt`` with its JSON card.
+
+    python -m sam_batch.training.ship --run /tmp/sam_batch_train/tiny-a \\
+        --command "python -m sam_batch.training --out ... --steps ..." --quality quality.json
+
+Copies ``<run>/best.pt`` (the checkpoint with the best held-out score during
+training) as a plain fp32 ``{"model": state_dict}``, the format
+``sam_batch.model`` and sam2's own ``_load_checkpoint`` read, and writes the
+card: what the model is, how it was trained (seeds, steps, the exact command),
+how it was picked, and the held-out quality ``bench/quality.py`` measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from sam_batch.models import HERE
+from sam_batch.training.data import HELD_OUT_SEEDS_END
+
+
+def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
+         checkpoint: str = "best.pt") -> dict:
+    history = json.loads((run / "history.json").read_text())
+    state = torch.load(run / checkpoint, map_location="cpu", weights_only=True)["model"]
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    target = HERE / f"{name}.pt"
+    torch.save({"model": state}, target)
+    data = target.read_bytes()
+    cfg = history["config"]
+    card = {
+        "name": name,
+        "config": f"{name}.yaml",
+        "image_size": cfg["image_size"],
+        "architecture": "SAM 2.1 (sam2 1.1.0 code): Hiera 32-dim [1,1,2,1], FPN 64, "
+                        "2 memory-attention layers of 64, 32-channel memory, 7 memories",
+        "parameters": sum(v.numel() for v in state.values()),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "sam2_version": metadata.version("sam2"),
+        "training": {
+            "command": command,
+            "data": "sam_batch.synthetic videos (2-4 objects, 30% look-alikes crossing, "
+                    "50% entering/leaving), clips of clip_frames frames",
+            "video_seeds": history["train_seeds"],
+            "held_out_seeds": f"0..{HELD_OUT_SEEDS_END - 1} are never trained on",
+            "selection_seeds": history["eval_seeds"],
+            "steps": history["steps"],
+            "minutes": history.get("minutes"),
+            "picked": f"{checkpoint}: step {history['best']['step']}, held-out J&F on the "
+                      "selection seeds " + json.dumps(history["best"].get("scores")),
+            "config": cfg,
+            "history": [{k: h[k] for k in ("step", "minutes", "loss", "mean") if k in h}
+                        for h in history["history"]],
+        },
+        "held_out": (quality or {}).get("runs", {}),
+        "held_out_setup": {k: v for k, v in (quality or {}).items() if k != "runs"},
+    }
+    (HERE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sam_batch.training.ship", description=__doc__)
+    ap.add_argument("--run", required=True, type=Path, help="the training --out folder")
+    ap.add_argument("--command", required=True, help="the command that trained it")
+    ap.add_argument("--checkpoint", default="best.pt")
+    ap.add_argument("--quality", type=Path, help="bench/quality.py --json output")
+    args = ap.parse_args(argv)
+    quality = json.loads(args.quality.read_text()) if args.quality else None
+    card = ship(args.run, args.command, quality, checkpoint=args.checkpoint)
+    print(json.dumps({k: card[k] for k in ("name", "bytes", "sha256")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

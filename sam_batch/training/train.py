@@ -1,0 +1,131 @@
+"""The training loop: synthetic clips in, periodic checkpoints and a log out.
+
+One step is one clip (``step.train_step``); AdamW with a linear warm-up and a
+cosine decay, gradient clipping as SAM 2's trainer does. Every
+``eval_every`` steps the model is scored on held-out videos
+(``heldout.heldout_jf``) and saved as ``step-XXXXXX.pt``; ``best.pt`` is the
+best score so far, so whatever is best when the run ends (or is stopped) is
+what ships. ``history.json`` holds the config, the scores and the losses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sam_batch.model import ModelSpec, load_model
+from sam_batch.training.data import HELD_OUT_SEEDS_END, TRAIN_SEED_BASE, make_clip
+from sam_batch.training.heldout import heldout_jf
+from sam_batch.training.step import train_step
+
+log = logging.getLogger("sam_batch.training")
+CONFIG = str(Path(__file__).resolve().parent.parent / "models" / "sam-batch-tiny.yaml")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; ``history.json`` and the model card record all of them."""
+
+    out: str
+    steps: int = 6000
+    minutes: float = 0.0  # > 0: stop after this much wall time, wherever ``steps`` is
+    seed: int = 0
+    config: str = CONFIG
+    image_size: int = 128
+    clip_frames: int = 8
+    max_objects: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: int = 200
+    grad_clip: float = 1.0
+    correct_prob: float = 0.5
+    later_prompt_prob: float = 0.2
+    threads: int = 1
+    eval_every: int = 500
+    eval_videos: int = 4
+    eval_seed_start: int = 900  # held-out seeds [900, 900 + eval_videos) pick checkpoints
+
+
+def video_seed(cfg: TrainConfig, step: int) -> int:
+    """The synthetic video seed of a step: disjoint from every held-out seed."""
+    return TRAIN_SEED_BASE + cfg.seed * 10_000_000 + step
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run training; returns the summary also written to ``<out>/history.json``."""
+    torch.set_num_threads(cfg.threads)
+    if cfg.eval_seed_start + cfg.eval_videos > HELD_OUT_SEEDS_END:
+        raise ValueError("evaluation seeds must stay below HELD_OUT_SEEDS_END")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model(ModelSpec(config=cfg.config, random_weights=True, seed=cfg.seed,
+                                 image_size=cfg.image_size, device="cpu")).predictor
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    eval_seeds = list(range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_videos))
+    t0 = time.monotonic()
+    best: dict = {"jf": -1.0, "step": 0}
+    history: list[dict] = []
+    recent: list[float] = []
+    step = 0
+
+    def checkpoint() -> None:
+        scores = heldout_jf(model, eval_seeds)
+        minutes = (time.monotonic() - t0) / 60
+        history.append({"step": step, "minutes": round(minutes, 2),
+                        "loss": float(np.mean(recent)) if recent else None, **scores})
+        recent.clear()
+        log.info("step %d held-out J&F %s (%.1f min)", step,
+                 " ".join(f"{k} {v:.3f}" for k, v in scores.items()), minutes)
+        path = out / f"step-{step:06d}.pt"
+        torch.save({"model": model.state_dict()}, path)
+        if scores["mean"] > best["jf"]:
+            best.update(jf=scores["mean"], step=step, scores=scores)
+            shutil.copyfile(path, out / "best.pt")
+        (out / "history.json").write_text(json.dumps(
+            {"config": asdict(cfg), "best": best, "history": history, "steps": step,
+             "train_seeds": [video_seed(cfg, 0), video_seed(cfg, step)],
+             "eval_seeds": eval_seeds}, indent=2))
+
+    while step < cfg.steps:
+        if cfg.minutes > 0 and time.monotonic() - t0 > cfg.minutes * 60:
+            log.info("time budget of %.0f minutes reached at step %d", cfg.minutes, step)
+            break
+        clip = make_clip(video_seed(cfg, step), cfg.image_size, cfg.clip_frames, rng,
+                         cfg.max_objects, later_prompt_prob=cfg.later_prompt_prob)
+        step += 1
+        if clip is None:
+            continue
+        lr = cfg.lr * min(1.0, step / cfg.warmup) * (
+            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        losses = train_step(model, clip, rng, cfg.correct_prob)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        recent.append(float(loss.detach()))
+        if step % 50 == 0:
+            log.info("step %d loss %.3f (last 50) %s lr %.2e %.2f steps/s", step,
+                     np.mean(recent[-50:]),
+                     " ".join(f"{k} {float(v):.3f}" for k, v in losses.items()), lr,
+                     step / (time.monotonic() - t0))
+        if step % cfg.eval_every == 0:
+            checkpoint()
+    if not history or history[-1]["step"] != step:
+        checkpoint()
+    summary = json.loads((out / "history.json").read_text())
+    summary["minutes"] = round((time.monotonic() - t0) / 60, 2)
+    (out / "history.json").write_text(json.dumps(summary, indent=2))
+    return summary
