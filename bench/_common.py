@@ -66,6 +66,30 @@ def run_official(predictor: torch.nn.Module, folder: Path, prompts: list[dict]) 
     return n
 
 
+def run_chunked(model, video: Path, frames: int, prompts: list[dict], chunk: int) -> int:
+    """Our path on the first ``frames`` frames: a fresh tracker per chunk, fed only the
+    deserialized state, every mask RLE-encoded as the writer does. Returns frames tracked."""
+    from sam_batch.frames import VideoFrames
+    from sam_batch.prompts import Prompt
+    from sam_batch.rle import encode
+    from sam_batch.state import MemoryState
+    from sam_batch.tracker import ChunkTracker
+
+    source = VideoFrames.open(str(video))
+    source.num_frames = frames  # the first N frames of the video
+    state = ChunkTracker(model).start(source, [Prompt.from_dict(p) for p in prompts])
+    n = 0
+    for start in range(0, frames, chunk):
+        state = MemoryState.from_bytes(state.to_bytes(), model.identity)
+        run = ChunkTracker(model).track(state, source, min(start + chunk, frames))
+        for out in run:
+            for mask in out.masks:
+                encode(mask)
+            n += 1
+        state = run.state
+    return n
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -25,26 +25,10 @@ import _common as common
 
 
 def measure_ours(video: Path, frames: int, prompts: list, image_size: int, chunk: int) -> dict:
-    from sam_batch.frames import VideoFrames
     from sam_batch.model import ModelSpec, load_model
-    from sam_batch.prompts import Prompt
-    from sam_batch.rle import encode
-    from sam_batch.state import MemoryState
-    from sam_batch.tracker import ChunkTracker
 
     model = load_model(ModelSpec(random_weights=True, image_size=image_size, device="cpu"))
-    source = VideoFrames.open(str(video))
-    source.num_frames = frames  # the first N frames of the long video
-    state = ChunkTracker(model).start(source, [Prompt.from_dict(p) for p in prompts])
-    n = 0
-    for start in range(0, frames, chunk):
-        state = MemoryState.from_bytes(state.to_bytes(), model.identity)
-        run = ChunkTracker(model).track(state, source, min(start + chunk, frames))
-        for out in run:
-            for mask in out.masks:
-                encode(mask)  # what the writer does with each mask
-            n += 1
-        state = run.state
+    n = common.run_chunked(model, video, frames, prompts, chunk)
     return {"frames": n, "peak_rss_mb": common.peak_rss_mb()}
 
 

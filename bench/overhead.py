@@ -29,28 +29,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import _common as common
 
 
-def ours_chunked(model, video: Path, frames: int, prompts: list, chunk: int) -> int:
-    from sam_batch.frames import VideoFrames
-    from sam_batch.prompts import Prompt
-    from sam_batch.rle import encode
-    from sam_batch.state import MemoryState
-    from sam_batch.tracker import ChunkTracker
-
-    source = VideoFrames.open(str(video))
-    source.num_frames = frames
-    state = ChunkTracker(model).start(source, [Prompt.from_dict(p) for p in prompts])
-    n = 0
-    for start in range(0, frames, chunk):
-        state = MemoryState.from_bytes(state.to_bytes(), model.identity)
-        run = ChunkTracker(model).track(state, source, min(start + chunk, frames))
-        for out in run:
-            for mask in out.masks:
-                encode(mask)
-            n += 1
-        state = run.state
-    return n
-
-
 def ours_job(video: Path, prompts: list, image_size: int, chunk: int, work: Path) -> int:
     from sam_batch.config import JobConfig
     from sam_batch.job import run
@@ -97,7 +75,8 @@ def main() -> None:
                 t, n = common.timed(common.run_official, official, folder, prompts)
                 t_off.append(t)
             else:
-                t, n = common.timed(ours_chunked, model, video, args.frames, prompts, args.chunk)
+                t, n = common.timed(common.run_chunked, model, video, args.frames, prompts,
+                                    args.chunk)
                 t_ours.append(t)
             assert n == args.frames
     ratio = best(t_ours) / best(t_off)
