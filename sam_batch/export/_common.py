@@ -17,6 +17,7 @@ upload to an object store.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
 import tempfile
@@ -25,9 +26,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from sam_batch.dataset import Dataset, MaskRow
 from sam_batch.errors import SamBatchError
+from sam_batch.export.videofile import Encoding, VideoSink
 from sam_batch.schema import STATUS_OK
 from sam_batch.storage import Location, safe_name
 from sam_batch.synthetic.writers import davis_palette
@@ -216,3 +219,34 @@ def local_file(loc: Location, relpath: str) -> Iterator[Path]:
 def publish_file(loc: Location, relpath: str, local_path: Path) -> None:
     """Upload a finished local file to ``relpath`` of a remote location (one PUT or multipart)."""
     loc.fs.put_file(str(local_path), loc.path(relpath))
+
+
+def write_video(
+    loc: Location,
+    video_id: str,
+    row: dict,
+    info: VideoInfo,
+    encoding: Encoding,
+    pictures: Iterable[tuple[int, np.ndarray]],
+    *,
+    audio: bool,
+    storage_options: dict | None,
+) -> str:
+    """``<video><suffix>`` from ``(frame_idx, rgb)`` pictures, with the source's frame
+    timing (and audio streams, if ``audio``), published atomically; returns its URL."""
+    name = f"{video_dir(video_id)}{encoding.suffix}"
+    with (
+        local_file(loc, name) as path,
+        VideoSink(path, info, encoding, audio_from=row["video"] if audio else None,
+                  storage_options=storage_options) as sink,
+    ):
+        for t, picture in pictures:
+            sink.write(t, picture)
+    return loc.url_of(name)
+
+
+def rgb_png(picture: np.ndarray) -> bytes:
+    """A PNG of an RGB or RGBA ``uint8`` picture."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    return buf.getvalue()

@@ -33,15 +33,16 @@ from sam_batch.dataset import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export._common import (
     frames_with_masks,
-    local_file,
     parse_objects,
+    rgb_png,
     selected,
     source_info,
     union_mask,
     video_dir,
     video_row,
+    write_video,
 )
-from sam_batch.export.videofile import Encoding, VideoSink, encoding_of
+from sam_batch.export.videofile import Encoding, encoding_of
 from sam_batch.storage import Location
 from sam_batch.video import VideoInfo
 
@@ -144,23 +145,9 @@ def export_cutout(
         if enc is None:
             folder = video_dir(video_id)
             for t, picture in pictures:
-                buf = io.BytesIO()
-                Image.fromarray(picture).save(buf, format="PNG")
-                loc.write(f"{folder}/{t:05d}.png", buf.getvalue())
+                loc.write(f"{folder}/{t:05d}.png", rgb_png(picture))
             written.append(loc.url_of(folder))
-            continue
-        name = f"{video_dir(video_id)}{enc.suffix}"
-        with (
-            local_file(loc, name) as path,
-            VideoSink(
-                path,
-                info,
-                enc,
-                audio_from=row["video"] if audio else None,
-                storage_options=storage_options,
-            ) as sink,
-        ):
-            for t, picture in pictures:
-                sink.write(t, picture)
-        written.append(loc.url_of(name))
+        else:
+            written.append(write_video(loc, video_id, row, info, enc, pictures, audio=audio,
+                                       storage_options=storage_options))
     return written

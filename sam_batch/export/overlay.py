@@ -12,8 +12,7 @@ frame of the preview is the same frame index as in the dataset.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -23,15 +22,17 @@ from sam_batch.dataset import Dataset
 from sam_batch.export._common import (
     color_of,
     frames_with_masks,
-    local_file,
     parse_objects,
+    rgb_png,
     selected,
     source_info,
     video_dir,
     video_row,
+    write_video,
 )
-from sam_batch.export.videofile import Encoding, VideoSink, encoding_of
+from sam_batch.export.videofile import Encoding, encoding_of
 from sam_batch.storage import Location
+from sam_batch.video import VideoInfo
 
 
 def draw_overlay(
@@ -112,28 +113,26 @@ def export_overlay(
         row = video_row(ds, video_id)
         info = source_info(row, storage_options)
         font = ImageFont.load_default(size=max(10, info.height // 24))
-        name = f"{video_dir(video_id)}{enc.suffix}"
-        with (
-            local_file(loc, name) as path,
-            VideoSink(
-                path,
-                info,
-                enc,
-                audio_from=row["video"] if audio else None,
-                storage_options=storage_options,
-            ) as sink,
-        ):
-            for t, rgb, objs in frames_with_masks(ds, video_id, info, row, storage_options):
-                masks = {k: m.mask() for k, m in selected(objs, chosen).items()}
-                drawn = draw_overlay(
-                    rgb, masks, alpha=alpha, outline=outline, labels=labels, font=font
-                )
-                sink.write(t, drawn)
-                if t in stills:
-                    still = f"{video_dir(video_id)}-frame{t:05d}.png"
-                    buf = io.BytesIO()
-                    Image.fromarray(drawn).save(buf, format="PNG")
-                    loc.write(still, buf.getvalue())
-                    written.append(loc.url_of(still))
-        written.append(loc.url_of(name))
+        stills_written: list[str] = []
+        pictures = _overlaid(ds, video_id, row, info, storage_options, chosen,
+                             dict(alpha=alpha, outline=outline, labels=labels, font=font),
+                             loc, stills, stills_written)
+        url = write_video(loc, video_id, row, info, enc, pictures, audio=audio,
+                          storage_options=storage_options)
+        written += [*stills_written, url]
     return written
+
+
+def _overlaid(ds: Dataset, video_id: str, row: dict, info: VideoInfo,
+              storage_options: dict | None, chosen: frozenset[int] | None, style: dict,
+              loc: Location, stills: set[int], stills_written: list[str]
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """Each frame with its masks drawn, in order; the ``stills`` frames also as PNGs."""
+    for t, rgb, objs in frames_with_masks(ds, video_id, info, row, storage_options):
+        drawn = draw_overlay(rgb, {k: m.mask() for k, m in selected(objs, chosen).items()},
+                             **style)
+        if t in stills:
+            still = f"{video_dir(video_id)}-frame{t:05d}.png"
+            loc.write(still, rgb_png(drawn))
+            stills_written.append(loc.url_of(still))
+        yield t, drawn

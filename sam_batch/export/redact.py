@@ -19,7 +19,7 @@ masks that hug the object too tightly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -30,16 +30,16 @@ from sam_batch.dataset import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export._common import (
     frames_with_masks,
-    local_file,
     parse_objects,
     selected,
     source_info,
     union_mask,
-    video_dir,
     video_row,
+    write_video,
 )
-from sam_batch.export.videofile import Encoding, VideoSink, encoding_of
+from sam_batch.export.videofile import Encoding, encoding_of
 from sam_batch.storage import Location
+from sam_batch.video import VideoInfo
 
 Method = Literal["blur", "pixelate"]
 
@@ -128,21 +128,20 @@ def export_redact(
         row = video_row(ds, video_id)
         info = source_info(row, storage_options)
         power = strength or default_strength(method, info.height, info.width)
-        name = f"{video_dir(video_id)}{enc.suffix}"
-        with (
-            local_file(loc, name) as path,
-            VideoSink(
-                path,
-                info,
-                enc,
-                audio_from=row["video"] if audio else None,
-                storage_options=storage_options,
-            ) as sink,
-        ):
-            for t, rgb, objs in frames_with_masks(ds, video_id, info, row, storage_options):
-                mask = union_mask(selected(objs, chosen), info.height, info.width)
-                if grow and mask.any():
-                    mask = ndimage.binary_dilation(mask, footprint, iterations=grow)
-                sink.write(t, redact_frame(rgb, mask, method, power))
-        written.append(loc.url_of(name))
+        pictures = _redacted(ds, video_id, row, info, storage_options, chosen, grow, footprint,
+                             method, power)
+        written.append(write_video(loc, video_id, row, info, enc, pictures, audio=audio,
+                                   storage_options=storage_options))
     return written
+
+
+def _redacted(ds: Dataset, video_id: str, row: dict, info: VideoInfo,
+              storage_options: dict | None, chosen: frozenset[int] | None, grow: int,
+              footprint: np.ndarray, method: str, power: float
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """Each frame with the chosen (grown) masks blurred or pixelated, in order."""
+    for t, rgb, objs in frames_with_masks(ds, video_id, info, row, storage_options):
+        mask = union_mask(selected(objs, chosen), info.height, info.width)
+        if grow and mask.any():
+            mask = ndimage.binary_dilation(mask, footprint, iterations=grow)
+        yield t, redact_frame(rgb, mask, method, power)
