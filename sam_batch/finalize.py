@@ -84,9 +84,8 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     """
     loc = Location(output_url, storage_options)
     name = safe_name(video_id)
-    parts = {s.index: loc.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}/", ".parquet")
-             for s in segments}
-    parts = {i: [p for p in ps if f"/part-s{i:03d}-" in p] for i, ps in parts.items()}
+    staged = loc.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}/", ".parquet")
+    parts = {s.index: [p for p in staged if f"/part-s{s.index:03d}-" in p] for s in segments}
     bounds = {s.index: (s.start, s.end) for s in segments}
     shared: dict[int, set[int]] = {s.index: set() for s in segments}
     for a, b in pairwise(segments):
@@ -100,17 +99,20 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
         keep = Lifecycle(life, None).kept_ids()
         firsts: dict[int, int] = {}
         masks: dict[int, dict[int, str]] = {}
-        for part in parts[seg.index]:
+        kept = pa.array(sorted(keep), pa.int64())
+        near = pa.array(sorted(shared[seg.index]), pa.int64())
+        for part in parts[seg.index]:  # masks leave Arrow only for the shared frames
             table = _read(loc, part, ["frame_idx", "obj_id", "area", "rle"])
-            for frame, obj, area, mask in zip(*(table[c].to_pylist() for c in
-                                                ("frame_idx", "obj_id", "area", "rle")),
-                                              strict=True):
-                if obj not in keep:
-                    continue
-                if area > 0:
-                    firsts[obj] = min(firsts.get(obj, frame), frame)
-                if frame in shared[seg.index]:
-                    masks.setdefault(obj, {})[frame] = mask
+            table = table.filter(pc.is_in(table["obj_id"], kept))
+            present = table.filter(pc.greater(table["area"], 0)).group_by("obj_id").aggregate(
+                [("frame_idx", "min")])
+            for obj, frame in zip(present["obj_id"].to_pylist(),
+                                  present["frame_idx_min"].to_pylist(), strict=True):
+                firsts[obj] = min(firsts.get(obj, frame), frame)
+            evidence = table.filter(pc.is_in(table["frame_idx"], near))
+            for frame, obj, mask in zip(*(evidence[c].to_pylist() for c in
+                                          ("frame_idx", "obj_id", "rle")), strict=True):
+                masks.setdefault(obj, {})[frame] = mask
         tracks = []
         for obj in sorted(keep):
             origin = life[str(obj)]["origin"]

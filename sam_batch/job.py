@@ -70,7 +70,6 @@ class VideoJob:
     staged: bool = False
     #: Per segment: the task waiting for its seeds (from the sparse pass).
     waiting: dict[int, VideoTask] = field(default_factory=dict)
-    sparse_last_chunk: int | None = None
 
 
 @dataclass
@@ -237,7 +236,6 @@ class _VideoHooks:
                        prompts=tuple(replace(p, frame=local[p.frame]) for p in prompts
                                      if p.frame in local))
         seg = sparse_plan(video.video_id, len(indices), self.config.chunk_frames)
-        job.sparse_last_chunk = seg.chunks[-1].chunk_idx
         return Chain(seg, task_ref=ray.put(task))
 
     def chunk_done(self, video: VideoRun, chain: Chain, result: ChunkResult) -> None:
@@ -246,15 +244,15 @@ class _VideoHooks:
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
         size = (job.info.height, job.info.width)
-        last = result.spec.chunk_idx == job.sparse_last_chunk
+        last = result.spec == chain.chunks[-1]
+        found = result.seeds or {}
         for seg in job.plan.segments:
             task = job.waiting.get(seg.index)
-            if task is None or (seg.start not in (result.seeds or {}) and not last):
+            if task is None or (seg.start not in found and not last):
                 continue
             prompted = {p.obj_id for p in task.prompts if p.frame == seg.start}
             seeds = tuple(Prompt(obj_id=obj, frame=seg.start, mask_rle=mask, mask_size=size)
-                          for obj, mask in (result.seeds or {}).get(seg.start, ())
-                          if obj not in prompted)
+                          for obj, mask in found.get(seg.start, ()) if obj not in prompted)
             del job.waiting[seg.index]
             next(c for c in video.chains if c.segment is seg).task_ref = ray.put(
                 replace(task, prompts=seeds + task.prompts))

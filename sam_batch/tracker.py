@@ -114,9 +114,14 @@ class ChunkTracker:
         return self.add_prompts(empty, frames, prompts)
 
     def add_prompts(
-        self, state: MemoryState, frames: FrameSource, prompts: Sequence[Prompt]
+        self, state: MemoryState, frames: FrameSource, prompts: Sequence[Prompt],
+        encoded: Sequence[EncodedFrame] = (),
     ) -> MemoryState:
-        """Encode prompts known only from this point on (new objects or frames)."""
+        """Encode prompts known only from this point on (new objects or frames).
+
+        ``encoded``: prompted frames already through the image encoder (``encode``);
+        SAM 2 takes them from its feature cache instead of decoding and encoding again.
+        """
         self.model.identity.require_same(state.model)
         prompts = validate_prompts(prompts, state.num_frames, state.width, state.height)
         if not prompts:
@@ -136,6 +141,8 @@ class ChunkTracker:
                         f"object {p.obj_id} already has a prompt on frame {p.frame}"
                     )
         session = self._session(state, _RandomAccessImages(frames, self))
+        if encoded:
+            session["cached_features"] = _EncodedAhead(encoded)
         with inference(self.model):
             for p in prompts:
                 self._add_prompt(session, p)

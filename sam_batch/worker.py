@@ -175,7 +175,7 @@ class Worker:
                         last.pop(obj_id, None)
                 pos = stop
             if stop < spec.end:  # a keyframe: look for objects no track explains
-                state = self._discover(state, frames, stop, task, life, last)
+                state, encoded = self._discover(state, frames, stop, task, life, last)
         state = replace(state, chunks_done=chunks_done + 1).with_extra(
             lifecycle=life.table, last_masks={o: last[o] for o in state.obj_ids if o in last})
         out_bytes = state.to_bytes()
@@ -188,15 +188,22 @@ class Worker:
         return result, out_bytes
 
     def _discover(self, state: MemoryState, frames: FrameSource, frame: int, task: VideoTask,
-                  life: Lifecycle, last: dict[int, str]) -> MemoryState:
-        """Add the keyframe's unexplained proposals as new objects prompted by their masks."""
+                  life: Lifecycle, last: dict[int, str]) -> tuple[MemoryState, list[EncodedFrame]]:
+        """Add the keyframe's unexplained proposals as new objects prompted by their masks.
+
+        Returns the state and the keyframe through the image encoder: prompting and
+        then tracking it take the features from there, so it is decoded and encoded
+        once (besides the proposal generator's own pass).
+        """
         assert self.discovery is not None
         if self._discoverer is None:
             self._discoverer = Discoverer(self.model, self.discovery)
         h, w = state.height, state.width
+        rgb = read_one(frames, frame)
         live = [rle.decode(last[o], h, w) for o in state.obj_ids if o in last]
         live += [p.mask() for p in task.prompts if p.frame == frame and p.mask_rle is not None]
-        found = self._discoverer.new_objects(read_one(frames, frame), live)
+        found = self._discoverer.new_objects(rgb, live)
+        encoded = [self.tracker.encode(frame, rgb)]
         next_id = int(state.extra.get("next_id", task.first_free_id))
         prompts = []
         for i, proposal in enumerate(found):
@@ -205,16 +212,17 @@ class Worker:
                                   mask_size=(h, w)))
             life.born(next_id + i, frame, ORIGIN_DISCOVERED)
         if not prompts:
-            return state
-        state = self.tracker.add_prompts(state, frames, prompts)
-        return state.with_extra(next_id=next_id + len(prompts))
+            return state, encoded
+        state = self.tracker.add_prompts(state, frames, prompts, encoded=encoded)
+        return state.with_extra(next_id=next_id + len(prompts)), encoded
 
     def _sparse_chunk(self, spec: ChunkSpec, task: VideoTask, frames: FrameSource,
                       state: MemoryState, encoded: list[EncodedFrame], t0: float
                       ) -> tuple[ChunkResult, bytes]:
         """Track sampled frames only; hand back the masks at segment starts as seeds."""
         indices, wanted = task.frame_indices or (), set(task.seed_frames)
-        seeds: Seeds = {}
+        # Every seed frame of the chunk has seeds, empty where no object lives yet.
+        seeds: Seeds = {f: () for f in indices[spec.start:spec.end] if f in wanted}
         run = self.tracker.track(state, frames, spec.end, encoded=encoded)
         tracked = 0
         for out in run:
@@ -224,10 +232,6 @@ class Worker:
                 seeds[frame] = tuple((obj_id, rle.encode(mask).rle)
                                      for obj_id, mask in zip(out.obj_ids, out.masks, strict=True)
                                      if np.any(mask))
-        # Seed frames before tracking began have no object yet: empty seeds.
-        for frame in wanted:
-            if frame in indices[spec.start:spec.end]:
-                seeds.setdefault(frame, ())
         result = ChunkResult(spec=spec, part="", rows=0, frames_tracked=tracked, stats={},
                              encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
                              seeds=seeds)
