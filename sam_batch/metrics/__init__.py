@@ -3,10 +3,6 @@
 Two questions, two modules: are the masks right (J&F against ground truth,
 scored exactly as the DAVIS 2017 benchmark scores them), and are the ids
 right (IDF1 and ID switches of a stitched run against a reference run).
-
->>> from sam_batch.metrics import evaluate_video, identity_metrics
->>> callable(evaluate_video) and callable(identity_metrics)
-True
 """
 
 from sam_batch.metrics.davis import (
