@@ -161,11 +161,11 @@ class Worker:
                 run = self.tracker.track(state, frames, stop, encoded=encoded)
                 encoded = []
                 for out in run:
-                    rows.add(out.frame_idx, task.info.time_s(out.frame_idx), out.obj_ids,
-                             out.masks, out.scores)
-                    for obj_id, mask in zip(out.obj_ids, out.masks, strict=True):
-                        life.observe(obj_id, out.frame_idx, bool(mask.any()))
-                        last[obj_id] = rle.encode(mask).rle
+                    encoded_masks = rows.add(out.frame_idx, task.info.time_s(out.frame_idx),
+                                             out.obj_ids, out.masks, out.scores)
+                    for obj_id, enc in zip(out.obj_ids, encoded_masks, strict=True):
+                        life.observe(obj_id, out.frame_idx, enc.area > 0)
+                        last[obj_id] = enc.rle
                     tracked += 1
                 state = run.state
                 retired = set(life.retired_ids()) & set(state.obj_ids)

@@ -11,8 +11,10 @@ driver needs for the tracks table without reading masks back.
 >>> import tempfile, numpy as np
 >>> from sam_batch.storage import Location
 >>> rows = ChunkMasks("clip", chunk_idx=0)
->>> rows.add(frame_idx=0, time_s=0.0, obj_ids=(1,), masks=np.ones((1, 4, 4), bool),
-...          scores=np.array([0.9], np.float32))
+>>> encoded = rows.add(frame_idx=0, time_s=0.0, obj_ids=(1,), masks=np.ones((1, 4, 4), bool),
+...                    scores=np.array([0.9], np.float32))
+>>> [m.area for m in encoded]
+[16]
 >>> loc = Location(tempfile.mkdtemp())
 >>> _ = write_mask_part(loc, rows, segment=0); loc.list("masks")
 ['masks/clip/part-s000-c00000.parquet']
@@ -77,11 +79,13 @@ class ChunkMasks:
     stats: dict[int, ObjectStats] = field(default_factory=dict)
 
     def add(self, frame_idx: int, time_s: float, obj_ids: Sequence[int], masks: np.ndarray,
-            scores: np.ndarray) -> None:
-        """Encode one frame's masks (``[n, H, W]`` bool) as rows."""
+            scores: np.ndarray) -> list[rle.EncodedMask]:
+        """Encode one frame's masks (``[n, H, W]`` bool) as rows; returns the encodings."""
         c = self.columns
+        encoded = []
         for obj_id, mask, score in zip(obj_ids, masks, scores, strict=True):
             enc = rle.encode(mask)
+            encoded.append(enc)
             c["video_id"].append(self.video_id)
             c["frame_idx"].append(frame_idx)
             c["obj_id"].append(int(obj_id))
@@ -94,6 +98,7 @@ class ChunkMasks:
             c["score"].append(float(score))
             c["chunk_idx"].append(self.chunk_idx)
             self.stats.setdefault(int(obj_id), ObjectStats()).add(frame_idx, enc.area)
+        return encoded
 
     @property
     def num_rows(self) -> int:
