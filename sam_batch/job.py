@@ -24,7 +24,15 @@ from sam_batch.config import JobConfig, Redactor
 from sam_batch.errors import ConfigError, SamBatchError
 from sam_batch.finalize import StagedSegment, finalize_stitched, finalize_video
 from sam_batch.manifest import VideoEntry, expand_videos, read_manifest
-from sam_batch.plan import SPARSE, VideoPlan, auto_segments, plan_video, sparse_indices, sparse_plan
+from sam_batch.plan import (
+    SPARSE,
+    ChunkSpec,
+    VideoPlan,
+    auto_segments,
+    plan_video,
+    sparse_indices,
+    sparse_plan,
+)
 from sam_batch.progress import Progress
 from sam_batch.prompts import Prompt, validate_prompts
 from sam_batch.runtime.pool import ActorPool
@@ -258,36 +266,45 @@ class _VideoHooks:
                 replace(task, prompts=seeds + task.prompts))
 
     def _resume(self, video: VideoRun, job: VideoJob) -> None:
-        """Continue each segment after its last committed chunk, if begun before."""
-        if not self.out.exists(init_state_path(video.video_id)):
+        """Continue each segment after its last committed chunk, if begun before.
+
+        Only existence is checked chunk by chunk; the one state read per segment
+        is the checkpoint the segment continues from.
+        """
+        first = init_state_path(video.video_id)
+        if not self.out.exists(first):
             return
-        data = self.out.read(init_state_path(video.video_id))
-        if MemoryState.from_bytes(data).extra.get("fingerprint") != job.fingerprint:
+        first_data = self.out.read(first)
+        if MemoryState.from_bytes(first_data).extra.get("fingerprint") != job.fingerprint:
             _delete_video(self.out, video.video_id)  # other prompts or settings: start over
             return
         job.resumed = True
         for chain in video.chains:
             init = init_state_path(video.video_id, chain.segment.index)
-            if not self.out.exists(init):
+            if init != first and not self.out.exists(init):
                 continue
-            data = self.out.read(init)
             pos = 0
-            while pos < len(chain.chunks):
-                spec = chain.chunks[pos]
-                done_state = state_path(spec.video_id, spec.segment, spec.chunk_idx)
-                part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx, job.staged)
-                if not (self.out.exists(part) and self.out.exists(done_state)):
-                    break
-                data = self.out.read(done_state)
-                video.chunks_done += 1
+            while pos < len(chain.chunks) and self._committed(chain.chunks[pos], job.staged):
                 pos += 1
+            video.chunks_done += pos
             chain.next = pos
             if chain.task_ref is None:  # its seeds are in its init state already
                 chain.task_ref = ray.put(job.waiting.pop(chain.segment.index))
-            if pos < len(chain.chunks):
-                chain.states[pos] = ray.put(data)
-            else:
+            if pos == len(chain.chunks):
                 chain.done = True
+                continue
+            if pos:
+                done = chain.chunks[pos - 1]
+                data = self.out.read(state_path(done.video_id, done.segment, done.chunk_idx))
+            else:
+                data = first_data if init == first else self.out.read(init)
+            chain.states[pos] = ray.put(data)
+
+    def _committed(self, spec: ChunkSpec, staged: bool) -> bool:
+        """A chunk's part and its state checkpoint both exist (the part is written last)."""
+        part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx, staged)
+        return self.out.exists(part) and self.out.exists(
+            state_path(spec.video_id, spec.segment, spec.chunk_idx))
 
     def finish(self, video: VideoRun) -> ray.ObjectRef:
         job: VideoJob = video.payload
