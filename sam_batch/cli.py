@@ -87,8 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sam_batch.job import _entries
-    from sam_batch.plan import plan_video
+    from sam_batch.job import _entries, plan_for
     from sam_batch.prompts import validate_prompts
     from sam_batch.video import probe
 
@@ -112,16 +111,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, entries))
     total_frames = total_chunks = 0
-    print(f"{'video_id':<24} {'frames':>7} {'fps':>6} {'size':>10} {'prompts':>7} {'chunks':>6}")
+    print(f"{'video_id':<24} {'frames':>7} {'fps':>6} {'size':>10} {'prompts':>7} "
+          f"{'segments':>8} {'chunks':>6}")
     for entry, info, error in results:
         if error:
             print(f"{entry.video_id:<24} FAILED: {redactor.scrub(error)}")
             continue
-        plan = plan_video(entry.video_id, info.num_frames, config.chunk_frames)
+        plan = plan_for(config, entry.video_id, info.num_frames, config.workers or 1,
+                        len(entries))
         total_frames += info.num_frames
         total_chunks += len(plan.chunks)
         print(f"{entry.video_id:<24} {info.num_frames:>7} {info.fps:>6.2f} "
-              f"{f'{info.width}x{info.height}':>10} {len(entry.prompts):>7} {len(plan.chunks):>6}")
+              f"{f'{info.width}x{info.height}':>10} {len(entry.prompts):>7} "
+              f"{len(plan.segments):>8} {len(plan.chunks):>6}")
     failed = sum(1 for _, _, e in results if e)
     print(f"{len(results)} video(s), {failed} unusable; {total_frames} frames in {total_chunks} "
           f"chunks of up to {config.chunk_frames} frames")

@@ -201,12 +201,8 @@ class _VideoHooks:
                     "or a mask for at least one object), or turn on automatic discovery "
                     "(--discover every:K)"
                 )
-            segments = config.segments
-            if segments == "auto":
-                segments = auto_segments(info.num_frames, config.chunk_frames, self.workers,
-                                         self.num_videos)
-            job.plan = plan_video(video.video_id, info.num_frames, config.chunk_frames,
-                                  int(segments), config.overlap)
+            job.plan = plan_for(config, video.video_id, info.num_frames, self.workers,
+                                self.num_videos)
         except SamBatchError as e:
             video.status, video.error = "failed", self.redactor.scrub(f"{job.entry.video}: {e}")
             return
@@ -348,6 +344,15 @@ class _VideoHooks:
             "finished_at": _iso(time.time()),
             "wall_s": time.time() - video.started if video.started else None,
         }, name)
+
+
+def plan_for(config: JobConfig, video_id: str, num_frames: int, workers: int,
+             num_videos: int) -> VideoPlan:
+    """The video's segments and chunks under this config (``segments: auto`` resolved)."""
+    segments = config.segments
+    if segments == "auto":
+        segments = auto_segments(num_frames, config.chunk_frames, workers, num_videos)
+    return plan_video(video_id, num_frames, config.chunk_frames, int(segments), config.overlap)
 
 
 def _probe_cached(url: str, input_options: dict, output_url: str, output_options: dict,
