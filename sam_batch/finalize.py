@@ -16,10 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sam_batch.discover import Lifecycle
 from sam_batch.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
-from sam_batch.state import MemoryState
-from sam_batch.stitch import LocalTrack, Segment, owned_ranges, stitch
 from sam_batch.storage import Location, safe_name
 from sam_batch.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
 
@@ -82,6 +79,12 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     keeping (prompted, or discovered and confirmed). Re-running it after a
     crash rewrites the same parts: the staging area is removed last.
     """
+    # Imported here: they bring torch and scipy, which the common finalize_video
+    # (one remote task per video, in a light worker process) never needs.
+    from sam_batch.discover import Lifecycle
+    from sam_batch.state import MemoryState
+    from sam_batch.stitch import LocalTrack, Segment, owned_ranges, stitch
+
     loc = Location(output_url, storage_options)
     name = safe_name(video_id)
     staged = loc.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}/", ".parquet")

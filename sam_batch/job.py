@@ -33,6 +33,7 @@ from sam_batch.plan import (
     sparse_indices,
     sparse_plan,
 )
+from sam_batch.probe_cache import PROBE_DIR, probe_cached
 from sam_batch.progress import Progress
 from sam_batch.prompts import Prompt, validate_prompts
 from sam_batch.runtime.pool import ActorPool
@@ -50,7 +51,7 @@ from sam_batch.schema import (
 )
 from sam_batch.state import MemoryState
 from sam_batch.storage import Location, safe_name
-from sam_batch.video import VideoInfo, probe
+from sam_batch.video import VideoInfo
 from sam_batch.worker import ChunkResult, VideoTask, init_state_path
 from sam_batch.writer import (
     STAGING_DIR,
@@ -62,7 +63,6 @@ from sam_batch.writer import (
 
 log = logging.getLogger("sam_batch")
 RUN_FILE = "_run.json"
-PROBE_DIR = "_probe"
 
 
 @dataclass
@@ -121,13 +121,13 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
         workers, gpus, cpus = _resources(config)
         pool = ActorPool(workers, gpus, cpus, _worker_kwargs(config, cpus))
         try:
-            identity = pool.wait_ready(timeout_s=600)
             scheduler = Scheduler(pool, config.max_active_videos or 2 * workers + 2,
                                   config.max_retries, redactor.scrub, progress)
             hooks = _VideoHooks(config, out, redactor, workers, len(videos))
             # 3-6. Probe, plan, track every chunk, write parts, finish each video.
             scheduler.run(videos, hooks.prepare, hooks.prepared, hooks.finish, hooks.finished,
                           hooks.failed, hooks.chunk_done)
+            identity = pool.wait_ready()  # the model _job.json records, tracked with or not
         finally:
             pool.shutdown()
             progress.close()
@@ -175,7 +175,7 @@ class _VideoHooks:
         self.workers = workers
         self.num_videos = num_videos
         self.discovery = config.discovery()
-        self._probe = ray.remote(num_cpus=0)(_probe_cached)
+        self._probe = ray.remote(num_cpus=0)(probe_cached)
         self._finalize = ray.remote(num_cpus=0)(finalize_video)
         self._stitch = ray.remote(num_cpus=0)(finalize_stitched)
 
@@ -355,20 +355,6 @@ def plan_for(config: JobConfig, video_id: str, num_frames: int, workers: int,
     return plan_video(video_id, num_frames, config.chunk_frames, int(segments), config.overlap)
 
 
-def _probe_cached(url: str, input_options: dict, output_url: str, output_options: dict,
-                  video_id: str) -> dict:
-    """Probe once per video and job: a resumed job reads the index back."""
-    out = Location(output_url, output_options)
-    path = f"{PROBE_DIR}/{safe_name(video_id)}.json"
-    if out.exists(path):
-        cached = json.loads(out.read(path))
-        if cached.get("url") == url:
-            return cached
-    info = probe(url, input_options).to_dict()
-    out.write(path, json.dumps(info).encode())
-    return info
-
-
 def _entries(config: JobConfig) -> list[VideoEntry]:
     if config.manifest:
         return read_manifest(config.manifest, config.inputs_storage())
@@ -410,12 +396,21 @@ def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segmen
 
 
 def _resources(config: JobConfig) -> tuple[int, float, float]:
-    """Workers, GPUs and CPUs per worker: explicit values, else what the cluster has."""
+    """Workers, GPUs and CPUs per worker: explicit values, else what the cluster has.
+
+    ``device: cuda`` asks for GPUs even when the cluster has none yet (a GPU group
+    autoscaled to zero grows for the actors' requests); sizing the pool from the
+    GPUs present at start would give it one CPU actor that cannot load a CUDA
+    model. Such a cluster needs ``workers`` to know how many to ask for.
+    """
     total = ray.cluster_resources()
     gpus_total = total.get("GPU", 0.0) if config.device != "cpu" else 0.0
     gpus = config.gpus_per_worker
     if gpus is None:
-        gpus = 1.0 if gpus_total >= 1 else 0.0
+        gpus = 1.0 if gpus_total >= 1 or config.device == "cuda" else 0.0
+    if gpus and gpus_total < gpus and not config.workers:
+        log.warning("the cluster has no free GPU yet; starting 1 worker and waiting for the "
+                    "autoscaler (set workers to ask for more)")
     workers = config.workers or (max(1, int(gpus_total // gpus)) if gpus else 1)
     cpus = config.cpus_per_worker
     if cpus is None:  # a fair share of the cores, for decoding and (on CPU) the model

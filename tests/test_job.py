@@ -235,6 +235,25 @@ def test_bad_input_fails_its_own_video_with_a_clear_message_and_the_rest_go_on(r
     assert ds.masks("good").num_rows == 5
 
 
+def test_a_checkpoint_the_workers_cannot_load_stops_the_job_with_one_clear_line(
+        ray_local, tmp_path, capsys):
+    """Workers load the model while the driver probes (start-up overlaps); a model
+    that cannot load must still stop the job at once with the reason, not retry
+    every chunk on fresh actors or print Ray's traceback."""
+    video, prompts = make_video(tmp_path, seed=5, frames=3, objects=1)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"video": str(video), "prompts": prompts}])
+    bad = tmp_path / "not-a-checkpoint.pt"
+    bad.write_bytes(b"this is not a torch checkpoint")
+    code = main(["run", "--manifest", str(manifest), "--output", str(tmp_path / "ds"),
+                 "--model", "sam2.1_hiera_t", "--checkpoint", str(bad), "--image-size", "128",
+                 "--workers", "1", "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "a worker could not load the model" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ds" / "_job.json").exists(), "a job that ran nothing is not complete"
+
+
 def test_storage_secrets_and_endpoints_never_reach_the_dataset_or_the_output(s3, tmp_path):
     """A recognisable fake secret, used for real against the S3 server (moto checks
     nothing), must appear nowhere: not in _job.json, not in videos/ errors, not in

@@ -22,11 +22,19 @@ TASK_CACHE = 64
 
 class TrackerActor:
     def __init__(self, **worker_kwargs: object):
-        self.worker = Worker(**worker_kwargs)  # type: ignore[arg-type]
         self._tasks: OrderedDict[tuple[str, int], VideoTask] = OrderedDict()
+        # A model that cannot load is reported by ready(), as one line the driver
+        # shows: raising here would kill the actor and print Ray's traceback instead.
+        self.load_error: str | None = None
+        try:
+            self.worker = Worker(**worker_kwargs)  # type: ignore[arg-type]
+        except Exception as e:
+            self.load_error = f"{type(e).__name__}: {e}"
 
     def ready(self) -> dict:
         """Model identity, process and node: the driver checks all actors agree."""
+        if self.load_error is not None:
+            return {"load_error": self.load_error}
         return {
             "identity": self.worker.identity().to_dict(),
             "pid": os.getpid(),

@@ -127,6 +127,7 @@ class Scheduler:
         while pending or self.active or self.flights:
             while pending and len(self.active) < self.max_active:
                 self._admit(pending.pop(0))
+            self.pool.check_started()
             self._dispatch()
             self._collect(timeout=1.0)
             if self.progress is not None:
@@ -211,15 +212,19 @@ class Scheduler:
     # -- completions ------------------------------------------------------------------
 
     def _collect(self, timeout: float) -> None:
-        if not self.flights:
+        pending = [*self.pool.starting, *self.flights]
+        if not pending:
             return
         # Wake on the first completion (an idle actor gets work at once), then take
         # whatever else is already done; waiting for all would idle actors for ``timeout``.
-        pending = list(self.flights)
         ready, rest = ray.wait(pending, num_returns=1, timeout=timeout)
         if ready and rest:
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        for ref in [r for r in ready if r in self.pool.starting]:
+            self.pool.on_ready(ref)  # an actor joins (or the model cannot load: job stops)
         for ref in ready:
+            if ref not in self.flights:
+                continue
             flight = self.flights.pop(ref)
             flight.video.inflight -= 1
             if flight.slot is not None and flight.slot.generation == flight.generation:
