@@ -11,16 +11,26 @@ the same job, so finished videos are kept and a video in progress continues
 after its last committed chunk (the job never overwrites). Videos without
 prompts are tracked in discovery mode (``discover`` in the YAML) where this
 sam_batch has it.
+
+Video ids are each file's path under the night's folder (``cam1/a.mp4`` ->
+``cam1_a.mp4``): a function of the file alone, so a file that arrives later,
+even one with the same name in another camera's folder, never renames the
+videos already done (ids derived from file names alone would have to be
+disambiguated, and would change when it came).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import posixpath
+import re
 import sys
+import tempfile
 from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,6 +79,27 @@ def night_videos(input_root: str, date: str, storage_options: dict | None = None
     return [f"{protocol}{p}" if protocol else p for p in found]
 
 
+def night_manifest(input_root: str, date: str, urls: list[str]) -> list[dict]:
+    """The night's manifest rows: every video with its stable id (see the module doc)."""
+    folder = f"{input_root.rstrip('/')}/{date}/"
+    root = folder.split("://", 1)[-1]
+    rows = []
+    for url in urls:
+        rel = url.split("://", 1)[-1]
+        rel = rel[len(root):] if rel.startswith(root) else posixpath.basename(rel)
+        rows.append({"video": url, "video_id": re.sub(r"[^A-Za-z0-9._=+@,-]+", "_", rel)})
+    return rows
+
+
+def write_night_manifest(input_root: str, date: str, rows: list[dict]) -> str:
+    """A local JSONL the driver reads; the same path for every submission of a night."""
+    digest = hashlib.sha256(f"{input_root}|{date}".encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"sam_batch-nightly-{date}-{digest}.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
 def partition(output_root: str, date: str) -> str:
     return f"{output_root.rstrip('/')}/date={date}"
 
@@ -98,10 +129,11 @@ def prepare(args: argparse.Namespace, config: JobConfig) -> JobConfig:
     if not input_root or not output_root:
         raise ConfigError(f"give input_root and output_root (flags or the YAML's {SECTION}: keys)")
     date = night(args.date)
-    config.manifest, config.videos = None, night_videos(input_root, date,
-                                                        config.inputs_storage())
-    if not config.videos:
+    urls = night_videos(input_root, date, config.inputs_storage())
+    if not urls:
         raise ConfigError(f"no videos under {input_root}/{date}")
+    rows = night_manifest(input_root, date, urls)
+    config.manifest, config.videos = write_night_manifest(input_root, date, rows), None
     config.output = partition(output_root, date)
     return config
 

@@ -54,7 +54,10 @@ def expand_videos(patterns: Iterable[str], storage_options: dict | None = None
         if not any(ch in pattern for ch in "*?["):
             urls.append(pattern)
             continue
-        fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+        if fs.isfile(path):  # a file whose name holds *, ? or [ is that file, not a glob
+            urls.append(pattern)
+            continue
         protocol = pattern.split("://", 1)[0] + "://" if "://" in pattern else ""
         matches = sorted(
             m for m in fs.glob(fsspec.core.strip_protocol(pattern))

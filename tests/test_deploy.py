@@ -30,6 +30,7 @@ from sam_batch.cli import build_parser
 from sam_batch.config import JobConfig
 from sam_batch.dataset import Dataset
 from sam_batch.errors import ConfigError
+from sam_batch.manifest import read_manifest
 from sam_batch.synthetic import write_sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,14 +200,37 @@ def test_nightly_submitted_twice_is_the_same_job_on_the_same_partition(tmp_path)
     again = nightly.configure(argv)
     assert first.output == again.output == str(tmp_path / "ds" / f"date={NIGHT}")
     assert first.fingerprint() == again.fingerprint() and not again.overwrite
-    assert again.videos == [str(tmp_path / "raw" / NIGHT / n) for n in ("a.mp4", "b.mp4")]
-    assert again.manifest is None and again.discover == "every:30"
+    rows = [json.loads(line) for line in Path(again.manifest).read_text().splitlines()]
+    assert rows == [{"video": str(tmp_path / "raw" / NIGHT / n), "video_id": n}
+                    for n in ("a.mp4", "b.mp4")]
+    assert again.videos is None and again.discover == "every:30"
     with pytest.raises(ConfigError, match="does not exist"):
         nightly.configure([*argv[:2], "--date", "2026-11-25"])
     with pytest.raises(ConfigError, match="input_root and output_root"):
         nightly.configure(["--date", NIGHT, "--random-weights"])
     with pytest.raises(ConfigError, match="--output: this job takes"):
         nightly.configure([*argv, "--output", str(tmp_path / "elsewhere")])
+
+
+def test_nightly_video_ids_never_change_when_more_files_arrive(tmp_path):
+    """A re-submitted night resumes by video id: a same-named file arriving in another
+    folder must not rename the videos already done (stem ids would need a tie-break)."""
+    nightly = load_job("nightly_dataset")
+    day = tmp_path / "raw" / NIGHT
+    (day / "cam1").mkdir(parents=True)
+    (day / "cam1" / "clip.mp4").write_bytes(b"x")
+    first = nightly.night_manifest(str(tmp_path / "raw"), NIGHT,
+                                   nightly.night_videos(str(tmp_path / "raw"), NIGHT))
+    (day / "cam2").mkdir()
+    (day / "cam2" / "clip.mp4").write_bytes(b"x")
+    (day / "clip.mov").write_bytes(b"x")
+    again = nightly.night_manifest(f"file://{tmp_path}/raw/", NIGHT,
+                                   nightly.night_videos(f"file://{tmp_path}/raw/", NIGHT))
+    assert [r["video_id"] for r in first] == ["cam1_clip.mp4"]
+    assert [r["video_id"] for r in again] == ["cam1_clip.mp4", "cam2_clip.mp4", "clip.mov"]
+    entries = read_manifest(nightly.write_night_manifest(str(tmp_path / "raw"), NIGHT, again))
+    assert [e.video_id for e in entries] == ["cam1_clip.mp4", "cam2_clip.mp4", "clip.mov"]
+    assert all(e.error is None for e in entries)
 
 
 def test_nightly_leaves_discover_out_where_jobconfig_has_no_such_key(tmp_path, monkeypatch,
