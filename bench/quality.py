@@ -69,23 +69,6 @@ def masks_of(url: str) -> dict[str, dict[int, dict[int, str]]]:
     return out
 
 
-def truth_tracks(gt: Path, video_id: str) -> tuple[dict[int, dict[int, str]], int, int]:
-    """The ground-truth PNGs as ``{frame_idx: {obj_id: rle}}``, with height and width."""
-    import numpy as np
-    from PIL import Image
-
-    from sam_batch.rle import encode
-
-    tracks: dict[int, dict[int, str]] = {}
-    h = w = 0
-    for png in sorted((gt / video_id).glob("*.png")):
-        labels = np.array(Image.open(png))
-        h, w = labels.shape
-        tracks[int(png.stem)] = {int(k): encode(labels == k).rle
-                                 for k in np.unique(labels) if k not in (0, 255)}
-    return tracks, h, w
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--videos", type=int, default=20, help="held-out seeds 0..N-1")
@@ -102,9 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     common.silence()
     from sam_batch.config import JobConfig
-    from sam_batch.evaluate import evaluate
+    from sam_batch.evaluate import evaluate, identity_f1
     from sam_batch.job import run
-    from sam_batch.metrics.identity import identity_metrics
 
     work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_quality_"))
     manifest, bare, gt = make_videos(work, args.videos, args.frames, args.size, args.prompt)
@@ -140,13 +122,7 @@ def main() -> None:
     # -- discovery IDF1 (JobConfig key ``discover``, e.g. "every:8") ------------------
     if "discover" in fields and "discovery" not in args.skip:
         out, wall = job("discovery", bare, chunk_frames=args.chunk, discover=args.discover)
-        pred = masks_of(out)
-        idtp = idfp = idfn = 0
-        for vid in sorted(pred.keys() | {f"heldout-{s:02d}" for s in range(args.videos)}):
-            ref, h, w = truth_tracks(gt, vid)
-            m = identity_metrics(pred.get(vid, {}), ref, h, w)
-            idtp, idfp, idfn = idtp + m.idtp, idfp + m.idfp, idfn + m.idfn
-        idf1 = 2 * idtp / max(2 * idtp + idfp + idfn, 1)
+        idf1 = identity_f1(out, str(gt))
         results[f"discovery ({args.discover})"] = {"IDF1": idf1, "wall_s": wall}
 
     print(f"{args.model}: {args.videos} held-out videos (seeds 0..{args.videos - 1}), "

@@ -59,6 +59,8 @@ from sam_batch.metrics import (
     db_statistics,
     summarize,
 )
+from sam_batch.metrics.identity import identity_metrics
+from sam_batch.rle import encode as rle_encode
 from sam_batch.schema import VIDEOS_DIR
 from sam_batch.storage import Location, safe_name
 
@@ -272,6 +274,35 @@ def evaluate(
         overall=summarize(scores.values()),
         missing=tuple(v for v in chosen if v not in predicted),
     )
+
+
+def identity_f1(pred_url: str, gt: str, *, storage_options: dict | None = None,
+                iou_threshold: float = 0.5) -> float:
+    """IDF1 of a dataset's tracks against the truth's objects, pooled over the truth's videos.
+
+    J&F scores a prompted run, whose ids are the truth's; a discovery run
+    invents its own ids, so it is scored by identity instead: each predicted
+    track is matched to at most one true object for the whole video (IoU at
+    least ``iou_threshold`` on a frame counts that frame), and IDF1 is the
+    share of detections that carry the right identity. A video the
+    prediction lacks counts as all misses.
+    """
+    pred = Dataset(pred_url, storage_options)
+    truth = open_truth(gt, storage_options)
+    predicted = set(pred.video_ids("ok"))
+    idtp = idfp = idfn = 0
+    for video_id in truth.video_ids():
+        ref: dict[int, dict[int, str]] = {}
+        shape = (0, 0)
+        for t, masks, _void, frame_shape in truth.iter(video_id):
+            ref[t] = {k: rle_encode(m).rle for k, m in masks.items()}
+            shape = frame_shape
+        # RLE strings only, frame by frame (masks are decoded one frame at a time).
+        ours = {t: {k: m.rle for k, m in rows.items() if m.area > 0}
+                for t, rows in pred.iter_frames(video_id)} if video_id in predicted else {}
+        m = identity_metrics(ours, ref, *shape, iou_threshold=iou_threshold)
+        idtp, idfp, idfn = idtp + m.idtp, idfp + m.idfp, idfn + m.idfn
+    return 2 * idtp / max(2 * idtp + idfp + idfn, 1)
 
 
 def score_video(

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from sam_batch.dataset import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.evaluate import EvalReport, evaluate
+from sam_batch.evaluate import EvalReport, evaluate, identity_f1
 from sam_batch.export import export
 from sam_batch.metrics import evaluate_video
 from sam_batch.synthetic import davis_palette, generate
@@ -248,3 +248,17 @@ def test_bad_ground_truth_is_a_clear_error(tmp_path):
             dataset(tmp_path / "short", {"v": {1: gt[1][:2]}}),
             str(write_pngs(tmp_path / "gt2" / "v", {1: gt[1][:2]})),
         )
+
+
+def test_identity_f1_scores_discovered_ids_by_identity_not_by_number(tmp_path):
+    """Discovery names objects itself: 7 and 9 for the truth's 1 and 2 is perfect; one
+    track that jumps from object 1 to object 2 halfway is half right."""
+    gt = squares(4, 16, {1: (2, 2, 4), 2: (9, 9, 4)})
+    truth = str(write_pngs(tmp_path / "gt" / "v", gt))
+    renamed = dataset(tmp_path / "renamed", {"v": {7: gt[1], 9: gt[2]}})
+    assert identity_f1(renamed, truth) == 1.0
+    jumps = np.concatenate([gt[1][:2], gt[2][2:]])
+    # 4 detections of the one track: 2 right (tp), 2 wrong (fp); truth misses 2 + 4 = 6.
+    assert identity_f1(dataset(tmp_path / "jumps", {"v": {7: jumps}}), truth) == pytest.approx(
+        2 * 2 / (2 * 2 + 2 + 6))
+    assert identity_f1(dataset(tmp_path / "none", {}), truth) == 0.0
