@@ -39,6 +39,7 @@ class TrainConfig:
     minutes: float = 0.0  # > 0: stop after this much wall time, wherever ``steps`` is
     seed: int = 0
     config: str = CONFIG
+    init: str = ""  # start from this checkpoint (a phase of a curriculum), not from random
     image_size: int = 128
     clip_frames: int = 8
     max_objects: int = 4
@@ -48,6 +49,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     correct_prob: float = 0.5
     later_prompt_prob: float = 0.2
+    prompt_mix: str = "0.4,0.3,0.3"  # probabilities of mask, box and click prompts
     threads: int = 1
     eval_every: int = 500
     eval_videos: int = 4
@@ -68,7 +70,11 @@ def train(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(ModelSpec(config=cfg.config, random_weights=True, seed=cfg.seed,
                                  image_size=cfg.image_size, device="cpu")).predictor
+    if cfg.init:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
     model.train()
+    mix = tuple(float(x) for x in cfg.prompt_mix.split(","))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     eval_seeds = list(range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_videos))
@@ -101,7 +107,8 @@ def train(cfg: TrainConfig) -> dict:
             log.info("time budget of %.0f minutes reached at step %d", cfg.minutes, step)
             break
         clip = make_clip(video_seed(cfg, step), cfg.image_size, cfg.clip_frames, rng,
-                         cfg.max_objects, later_prompt_prob=cfg.later_prompt_prob)
+                         cfg.max_objects, prompt_probs=mix,
+                         later_prompt_prob=cfg.later_prompt_prob)
         step += 1
         if clip is None:
             continue
