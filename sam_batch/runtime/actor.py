@@ -22,6 +22,7 @@ TASK_CACHE = 64
 
 class TrackerActor:
     def __init__(self, **worker_kwargs: object):
+        _quiet_sam2_progress()
         self._tasks: OrderedDict[tuple[str, int], VideoTask] = OrderedDict()
         # A model that cannot load is reported by ready(), as one line the driver
         # shows: raising here would kill the actor and print Ray's traceback instead.
@@ -70,11 +71,16 @@ class TrackerActor:
         return self.worker.run_chunk(spec, task, state_source)
 
 
+def _quiet_sam2_progress() -> None:
+    """sam2 draws a progress bar per ``propagate_in_video``: one per chunk, thousands in a
+    job, all forwarded to the driver's log. The actor's process is ours alone, so its
+    sam2 draws none. (A ``runtime_env`` with ``TQDM_DISABLE`` did this too, but Ray
+    cannot give such an actor a prestarted worker: 1-2 s more start-up per job.)"""
+    import sam2.sam2_video_predictor as video_predictor
+
+    video_predictor.tqdm = lambda iterable, *args, **kwargs: iterable
+
+
 def actor_class(num_gpus: float, num_cpus: float) -> type:
-    """The Ray actor class with this job's resources; sam2's per-chunk progress bars off."""
-    return ray.remote(
-        num_gpus=num_gpus,
-        num_cpus=num_cpus,
-        max_restarts=0,
-        runtime_env={"env_vars": {"TQDM_DISABLE": "1"}},
-    )(TrackerActor)
+    """The Ray actor class with this job's resources."""
+    return ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)(TrackerActor)
