@@ -26,7 +26,9 @@ from sam_batch.training.data import HELD_OUT_SEEDS_END
 
 
 def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
-         checkpoint: str = "best.pt") -> dict:
+         checkpoint: str = "best.pt", init_run: Path | None = None) -> dict:
+    """``init_run``: the run whose checkpoint ``run`` started from (``--init``), recorded
+    as the card's first phase, so the card describes the whole curriculum."""
     history = json.loads((run / "history.json").read_text())
     state = torch.load(run / checkpoint, map_location="cpu", weights_only=True)["model"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -59,11 +61,18 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
             "history": [{k: h[k] for k in ("step", "minutes", "loss", "mean") if k in h}
                         for h in history["history"]],
         },
+        "phases": [_phase(json.loads((init_run / "history.json").read_text()))]
+                  if init_run else [],
         "held_out": (quality or {}).get("runs", {}),
         "held_out_setup": {k: v for k, v in (quality or {}).items() if k != "runs"},
     }
     (HERE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _phase(history: dict) -> dict:
+    return {"config": history["config"], "steps": history["steps"],
+            "video_seeds": history["train_seeds"], "minutes": history.get("minutes")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", required=True, help="the command that trained it")
     ap.add_argument("--checkpoint", default="best.pt")
     ap.add_argument("--quality", type=Path, help="bench/quality.py --json output")
+    ap.add_argument("--init-run", type=Path, help="the run --run started from (--init)")
     args = ap.parse_args(argv)
     quality = json.loads(args.quality.read_text()) if args.quality else None
-    card = ship(args.run, args.command, quality, checkpoint=args.checkpoint)
+    card = ship(args.run, args.command, quality, checkpoint=args.checkpoint,
+                init_run=args.init_run)
     print(json.dumps({k: card[k] for k in ("name", "bytes", "sha256")}))
     return 0
 
