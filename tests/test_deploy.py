@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -280,7 +281,9 @@ def test_ray_job_submit_runs_the_long_video_job_on_a_local_head_and_resumes_it(t
     # so that they can be ended by PID.
     temp = Path(tempfile.mkdtemp(prefix="sbray", dir="/tmp"))
     port, dashboard = _free_port(), _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Token auth, as Ray enables it, with this head's own token: `ray start` refuses to
+    # make one, and ~/.ray/auth_token exists only where an earlier ray.init() wrote it.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     start = subprocess.run(
         ["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
          f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
