@@ -9,6 +9,7 @@ after a crash.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -39,10 +40,16 @@ def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
     return stats
 
 
-def finalize_video(output_url: str, storage_options: dict, video_id: str) -> int:
-    """Write the video's tracks table; returns the number of objects."""
+def finalize_video(output_url: str, storage_options: dict, video_id: str,
+                   stats: dict[int, ObjectStats] | None = None) -> int:
+    """Write the video's tracks table; returns the number of objects.
+
+    ``stats``: every chunk's object stats merged, when the caller saw every chunk
+    finish (a job not resumed); else they are read back from the committed parts.
+    """
     loc = Location(output_url, storage_options)
-    stats = object_stats(loc, video_id)
+    if stats is None:
+        stats = object_stats(loc, video_id)
     write_tracks(loc, video_id, [
         {
             "video_id": video_id,
@@ -56,6 +63,21 @@ def finalize_video(output_url: str, storage_options: dict, video_id: str) -> int
         for obj_id, s in sorted(stats.items())
     ])
     return len(stats)
+
+
+def merge_stats(chunks: Iterable[dict[int, ObjectStats]]) -> dict[int, ObjectStats]:
+    """One video's object stats from its chunks' (``ChunkResult.stats``).
+
+    >>> a, b = {1: ObjectStats(3, 5, 2)}, {1: ObjectStats(8, 9, 2), 2: ObjectStats()}
+    >>> merged = merge_stats([a, b])
+    >>> merged[1], merged[2].frames_present
+    (ObjectStats(first_frame=3, last_frame=9, frames_present=4), 0)
+    """
+    merged: dict[int, ObjectStats] = {}
+    for chunk in chunks:
+        for obj_id, s in chunk.items():
+            merged[obj_id] = merged.get(obj_id, ObjectStats()).merge(s)
+    return merged
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import ray
 
 from sam_batch.config import JobConfig, Redactor
 from sam_batch.errors import ConfigError, SamBatchError
-from sam_batch.finalize import StagedSegment, finalize_stitched, finalize_video
+from sam_batch.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
 from sam_batch.manifest import VideoEntry, expand_videos, read_manifest
 from sam_batch.plan import (
     SPARSE,
@@ -55,6 +55,7 @@ from sam_batch.video import VideoInfo
 from sam_batch.worker import ChunkResult, VideoTask, init_state_path
 from sam_batch.writer import (
     STAGING_DIR,
+    ObjectStats,
     mask_part_path,
     state_path,
     write_job_file,
@@ -78,6 +79,8 @@ class VideoJob:
     staged: bool = False
     #: Per segment: the task waiting for its seeds (from the sparse pass).
     waiting: dict[int, VideoTask] = field(default_factory=dict)
+    #: Object stats of the chunks this run tracked, by chunk (unstaged videos).
+    chunk_stats: dict[int, dict[int, ObjectStats]] = field(default_factory=dict)
 
 
 @dataclass
@@ -245,6 +248,8 @@ class _VideoHooks:
     def chunk_done(self, video: VideoRun, chain: Chain, result: ChunkResult) -> None:
         """A sparse-pass chunk: hand its masks to the segments starting in it as seeds."""
         job: VideoJob = video.payload
+        if not job.staged:
+            job.chunk_stats[result.spec.chunk_idx] = result.stats
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
         size = (job.info.height, job.info.width)
@@ -302,12 +307,20 @@ class _VideoHooks:
         return self.out.exists(part) and self.out.exists(
             state_path(spec.video_id, spec.segment, spec.chunk_idx))
 
-    def finish(self, video: VideoRun) -> ray.ObjectRef:
+    def finish(self, video: VideoRun) -> ray.ObjectRef | int:
+        """The tracks table: written here when this run saw every chunk's stats (a few
+        rows, no need to wait for a task's process), else by a task that reads them
+        back from the committed parts (resumed videos) or stitches the segments."""
         job: VideoJob = video.payload
+        assert job.plan is not None and job.info is not None
         if not job.staged:
+            chunks = job.plan.segments[0].chunks
+            if all(c.chunk_idx in job.chunk_stats for c in chunks):
+                stats = merge_stats(job.chunk_stats[c.chunk_idx] for c in chunks)
+                return finalize_video(self.config.output, self.config.storage_options,
+                                      video.video_id, stats)
             return self._finalize.remote(self.config.output, self.config.storage_options,
                                          video.video_id)
-        assert job.plan is not None and job.info is not None
         segments = [StagedSegment(s.index, s.start, s.end,
                                   state_path(video.video_id, s.index, s.chunks[-1].chunk_idx))
                     for s in job.plan.segments]

@@ -86,7 +86,8 @@ class Scheduler:
 
     ``on_start(video) -> bool`` prepares a video (probe, plan, resume): False if
     it failed or is already complete. ``on_finish(video)`` returns the remote
-    call that finalises it. ``on_failed(video)`` records a failure.
+    call that finalises it (or, finalised at once, its result). ``on_failed(video)``
+    records a failure.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class Scheduler:
         videos: list[VideoRun],
         prepare: Callable[[VideoRun], ray.ObjectRef | None],
         prepared: Callable[[VideoRun, Any], None],
-        finish: Callable[[VideoRun], ray.ObjectRef],
+        finish: Callable[[VideoRun], Any],
         finished: Callable[[VideoRun, Any], None],
         failed: Callable[[VideoRun], None],
         chunk_done: Callable[[VideoRun, Chain, Any], None] | None = None,
@@ -266,8 +267,18 @@ class Scheduler:
                 self._start_finish(video)
 
     def _start_finish(self, video: VideoRun) -> None:
+        """``finish`` returns the remote call that finalises the video, or its result
+        when the job could finalise it at once."""
         video.status = "finishing"
-        self._call(video, self._finish(video), lambda r: self._finish_done(video, r))
+        try:
+            result = self._finish(video)
+        except Exception as e:  # finalising here failed: the video fails, not the job
+            self._fail(video, f"{type(e).__name__}: {e}")
+            return
+        if isinstance(result, ray.ObjectRef):
+            self._call(video, result, lambda r: self._finish_done(video, r))
+        else:
+            self._finish_done(video, result)
 
     def _finish_done(self, video: VideoRun, result: Any) -> None:
         self._finished(video, result)

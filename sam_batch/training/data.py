@@ -46,20 +46,34 @@ class Clip:
     prompt_kind: str  # "mask", "box" or "points", for every object of the clip
     point_coords: torch.Tensor  # [N, P, 2] model pixels (a box is its two corners)
     point_labels: torch.Tensor  # [N, P] SAM labels: 1 click, 2/3 box corners
-    cond_frame: int = 0  # the prompted frame (SAM 2 also trains prompts on later frames)
+    #: Each object's prompted frame. Objects that enter later are prompted where they
+    #: first show, as users (and the DAVIS rule) prompt them: the frames before are
+    #: tracked from a prompt in their future and must come out empty.
+    cond_frames: tuple[int, ...] = ()
+
+    def groups(self) -> list[tuple[int, list[int]]]:
+        """``(prompted frame, object rows)`` of the objects sharing each prompted frame."""
+        frames = self.cond_frames or (0,) * len(self.masks)
+        return [(f, [i for i, g in enumerate(frames) if g == f]) for f in sorted(set(frames))]
 
 
 def make_clip(seed: int, image_size: int, num_frames: int, rng: np.random.Generator,
               max_objects: int = 4, prompt_probs: tuple[float, float, float] = (0.4, 0.3, 0.3),
-              later_prompt_prob: float = 0.2) -> Clip | None:
-    """One training clip from video ``seed``, or None when no object is visible on its
-    prompted frame. That frame is the first, or with ``later_prompt_prob`` a random one
+              later_prompt_prob: float = 0.2, kind: str | None = None) -> Clip | None:
+    """One training clip from video ``seed``, or None when no object is ever visible.
+
+    The clip's prompt frame is the first, or with ``later_prompt_prob`` a random one
     (SAM 2's ``rand_init_cond_frames``): then earlier frames are tracked from a prompt
-    in their future, which the video predictor does for objects prompted late.
+    in their future, which the video predictor does for objects prompted late. An
+    object not visible there is prompted on the first frame after it where it is
+    (else the last before it), as an object entering the video is. ``kind`` fixes
+    the prompt kind (else it is drawn from ``prompt_probs``).
 
     >>> c = make_clip(10_000, 64, 3, np.random.default_rng(0))
     >>> c.images.shape[1:], c.masks.shape[1:], c.prompt_kind in PROMPT_KINDS
     (torch.Size([3, 64, 64]), torch.Size([3, 64, 64]), True)
+    >>> all(c.masks[i, f].sum() >= MIN_PROMPT_AREA for i, f in enumerate(c.cond_frames))
+    True
     """
     if seed < HELD_OUT_SEEDS_END:
         raise ValueError(f"seed {seed} is a held-out seed (< {HELD_OUT_SEEDS_END})")
@@ -73,16 +87,23 @@ def make_clip(seed: int, image_size: int, num_frames: int, rng: np.random.Genera
     images = torch.stack([prepare_frame(rgb, image_size) for rgb in video.frames])
     truth = torch.from_numpy(np.stack([video.masks[o] for o in video.obj_ids])).float()
     truth = F.interpolate(truth, size=(image_size, image_size), mode="area") > 0.5
-    cond = int(rng.integers(num_frames)) if rng.random() < later_prompt_prob else 0
-    visible = truth[:, cond].flatten(1).sum(1) >= MIN_PROMPT_AREA
-    if not visible.any():
+    base = int(rng.integers(num_frames)) if rng.random() < later_prompt_prob else 0
+    shows = (truth.flatten(2).sum(2) >= MIN_PROMPT_AREA).numpy()  # [N, T]
+    keep, cond_frames = [], []
+    for i, row in enumerate(shows):
+        frames = np.flatnonzero(row)
+        if len(frames):
+            after = frames[frames >= base]
+            keep.append(i)
+            cond_frames.append(int(after[0] if len(after) else frames[-1]))
+    if not keep:
         return None
-    truth = truth[visible]
-    # One kind per clip: sam2's track step takes points or a mask for the whole batch.
-    kind = str(rng.choice(PROMPT_KINDS, p=list(prompt_probs)))
-    prompts = [sample_prompt(m.numpy(), kind, rng) for m in truth[:, cond]]
+    truth = truth[keep]
+    # One kind per clip: sam2's track step takes points or a mask for a whole batch.
+    kind = kind or str(rng.choice(PROMPT_KINDS, p=list(prompt_probs)))
+    prompts = [sample_prompt(truth[i, f].numpy(), kind, rng) for i, f in enumerate(cond_frames)]
     coords, labels = pad_points(prompts)
-    return Clip(images, truth, kind, coords, labels, cond)
+    return Clip(images, truth, kind, coords, labels, tuple(cond_frames))
 
 
 def sample_prompt(mask: np.ndarray, kind: str, rng: np.random.Generator

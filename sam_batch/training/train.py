@@ -22,7 +22,12 @@ import numpy as np
 import torch
 
 from sam_batch.model import ModelSpec, load_model
-from sam_batch.training.data import HELD_OUT_SEEDS_END, TRAIN_SEED_BASE, make_clip
+from sam_batch.training.data import (
+    HELD_OUT_SEEDS_END,
+    PROMPT_KINDS,
+    TRAIN_SEED_BASE,
+    make_clip,
+)
 from sam_batch.training.heldout import heldout_jf
 from sam_batch.training.step import train_step
 
@@ -42,6 +47,7 @@ class TrainConfig:
     init: str = ""  # start from this checkpoint (a phase of a curriculum), not from random
     image_size: int = 128
     clip_frames: int = 8
+    batch: int = 1  # clips per step, sharing one prompt kind (on a GPU, many)
     max_objects: int = 4
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -56,9 +62,9 @@ class TrainConfig:
     eval_seed_start: int = 900  # held-out seeds [900, 900 + eval_videos) pick checkpoints
 
 
-def video_seed(cfg: TrainConfig, step: int) -> int:
-    """The synthetic video seed of a step: disjoint from every held-out seed."""
-    return TRAIN_SEED_BASE + cfg.seed * 10_000_000 + step
+def video_seed(cfg: TrainConfig, index: int) -> int:
+    """The seed of the ``index``-th training video: disjoint from every held-out seed."""
+    return TRAIN_SEED_BASE + cfg.seed * 10_000_000 + index
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -99,24 +105,27 @@ def train(cfg: TrainConfig) -> dict:
             shutil.copyfile(path, out / "best.pt")
         (out / "history.json").write_text(json.dumps(
             {"config": asdict(cfg), "best": best, "history": history, "steps": step,
-             "train_seeds": [video_seed(cfg, 0), video_seed(cfg, step)],
+             "train_seeds": [video_seed(cfg, 0), video_seed(cfg, step * cfg.batch)],
              "eval_seeds": eval_seeds}, indent=2))
 
     while step < cfg.steps:
         if cfg.minutes > 0 and time.monotonic() - t0 > cfg.minutes * 60:
             log.info("time budget of %.0f minutes reached at step %d", cfg.minutes, step)
             break
-        clip = make_clip(video_seed(cfg, step), cfg.image_size, cfg.clip_frames, rng,
-                         cfg.max_objects, prompt_probs=mix,
-                         later_prompt_prob=cfg.later_prompt_prob)
+        kind = str(rng.choice(PROMPT_KINDS, p=list(mix)))
+        clips = [make_clip(video_seed(cfg, step * cfg.batch + b), cfg.image_size,
+                           cfg.clip_frames, rng, cfg.max_objects,
+                           later_prompt_prob=cfg.later_prompt_prob, kind=kind)
+                 for b in range(cfg.batch)]
+        clips = [c for c in clips if c is not None]
         step += 1
-        if clip is None:
+        if not clips:
             continue
         lr = cfg.lr * min(1.0, step / cfg.warmup) * (
             0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
         for group in opt.param_groups:
             group["lr"] = lr
-        losses = train_step(model, clip, rng, cfg.correct_prob)
+        losses = train_step(model, clips, rng, cfg.correct_prob)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
