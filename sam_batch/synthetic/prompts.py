@@ -47,15 +47,21 @@ def box_prompt(obj_id: int, frame: int, mask: np.ndarray) -> dict[str, Any]:
 
     Corners are pixel indices of the first and last covered column and row
     (inclusive), as SAM 2 derives boxes from masks in training
-    (``sam2.utils.misc.mask_to_box``); COCO ``bbox`` ends one pixel later.
+    (``sam2.utils.misc.mask_to_box``); COCO ``bbox`` ends one pixel later. A
+    mask one pixel thin (an object entering at the frame's edge) gets a box one
+    pixel wide there, not an empty one, which no manifest accepts.
 
     >>> m = np.zeros((4, 6), bool); m[1:3, 2:5] = True
     >>> box_prompt(1, 0, m)["box"]
     [2, 1, 4, 2]
+    >>> m = np.zeros((4, 6), bool); m[3, 1:5] = True
+    >>> box_prompt(1, 0, m)["box"]
+    [1, 3, 4, 4]
     """
     _nonempty(mask)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
+    x0, y0 = int(cols[0]), int(rows[0])
+    box = [x0, y0, max(int(cols[-1]), x0 + 1), max(int(rows[-1]), y0 + 1)]
     return {"obj_id": int(obj_id), "frame": int(frame), "box": box}
 
 

@@ -54,6 +54,7 @@ class TrainConfig:
     warmup: int = 200
     grad_clip: float = 1.0
     correct_prob: float = 0.5
+    truth_memory_prob: float = 0.0  # memories from true masks this often (scheduled sampling)
     later_prompt_prob: float = 0.2
     prompt_mix: str = "0.4,0.3,0.3"  # probabilities of mask, box and click prompts
     threads: int = 1
@@ -125,7 +126,7 @@ def train(cfg: TrainConfig) -> dict:
             0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
         for group in opt.param_groups:
             group["lr"] = lr
-        losses = train_step(model, clips, rng, cfg.correct_prob)
+        losses = train_step(model, clips, rng, cfg.correct_prob, cfg.truth_memory_prob)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
