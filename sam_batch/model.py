@@ -226,6 +226,17 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(predictor=predictor, identity=identity, device=device)
 
 
+def quiet_sam2_progress() -> None:
+    """sam2 draws a progress bar per ``propagate_in_video``: one per chunk, thousands in
+    a job (all forwarded to the driver's log) or in a training run's evaluations. For
+    processes that are ours alone (tracker actors, training), sam2 draws none. (A Ray
+    ``runtime_env`` with ``TQDM_DISABLE`` did this too, but Ray cannot give such an
+    actor a prestarted worker: 1-2 s more start-up per job.)"""
+    import sam2.sam2_video_predictor as video_predictor
+
+    video_predictor.tqdm = lambda iterable, *args, **kwargs: iterable
+
+
 def _build_predictor(config_path: str, image_size: int | None) -> torch.nn.Module:
     if not os.path.isabs(config_path):
         from sam2.build_sam import build_sam2_video_predictor

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam_batch.model import ModelSpec, load_model
+from sam_batch.model import ModelSpec, load_model, quiet_sam2_progress
 from sam_batch.training.data import (
     HELD_OUT_SEEDS_END,
     PROMPT_KINDS,
@@ -71,6 +71,7 @@ def video_seed(cfg: TrainConfig, index: int) -> int:
 def train(cfg: TrainConfig) -> dict:
     """Run training; returns the summary also written to ``<out>/history.json``."""
     torch.set_num_threads(cfg.threads)
+    quiet_sam2_progress()
     if cfg.eval_seed_start + cfg.eval_videos > HELD_OUT_SEEDS_END:
         raise ValueError("evaluation seeds must stay below HELD_OUT_SEEDS_END")
     out = Path(cfg.out)
