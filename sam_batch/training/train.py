@@ -137,7 +137,7 @@ def train(cfg: TrainConfig) -> dict:
         if step % 50 == 0:
             log.info("step %d loss %.3f (last 50) %s lr %.2e %.2f steps/s", step,
                      np.mean(recent[-50:]),
-                     " ".join(f"{k} {float(v):.3f}" for k, v in losses.items()), lr,
+                     " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items()), lr,
                      step / (time.monotonic() - t0))
         if step % cfg.eval_every == 0:
             checkpoint()
