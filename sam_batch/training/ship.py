@@ -26,10 +26,21 @@ from sam_batch.training.data import HELD_OUT_SEEDS_END
 
 
 def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
-         checkpoint: str = "best.pt", init_run: Path | None = None) -> dict:
+         checkpoint: str = "best.pt", init_run: Path | None = None,
+         after_shipped: bool = False) -> dict:
     """``init_run``: the run whose checkpoint ``run`` started from (``--init``), recorded
-    as the card's first phase, so the card describes the whole curriculum."""
+    as the card's first phase, so the card describes the whole curriculum.
+    ``after_shipped``: ``run`` started from the shipped weights themselves; the shipped
+    card's phases and training become the new card's earlier phases, and its command
+    the first part of the new one."""
     history = json.loads((run / "history.json").read_text())
+    earlier: list[dict] = []
+    if after_shipped:
+        before = json.loads((HERE / f"{name}.json").read_text())
+        earlier = [*before.get("phases", []), _phase_of_card(before["training"])]
+        command = f"{before['training']['command']} && {command}"
+    elif init_run:
+        earlier = [_phase(json.loads((init_run / "history.json").read_text()))]
     state = torch.load(run / checkpoint, map_location="cpu", weights_only=True)["model"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     target = HERE / f"{name}.pt"
@@ -49,7 +60,8 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
         "training": {
             "command": command,
             "data": "sam_batch.synthetic videos (2-4 objects, 30% look-alikes crossing, "
-                    "50% entering/leaving), clips of clip_frames frames",
+                    "50% entering/leaving, an entering object prompted where it first "
+                    "shows), clips of clip_frames frames",
             "video_seeds": history["train_seeds"],
             "held_out_seeds": f"0..{HELD_OUT_SEEDS_END - 1} are never trained on",
             "selection_seeds": history["eval_seeds"],
@@ -61,8 +73,7 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
             "history": [{k: h[k] for k in ("step", "minutes", "loss", "mean") if k in h}
                         for h in history["history"]],
         },
-        "phases": [_phase(json.loads((init_run / "history.json").read_text()))]
-                  if init_run else [],
+        "phases": earlier,
         "held_out": (quality or {}).get("runs", {}),
         "held_out_setup": {k: v for k, v in (quality or {}).items() if k != "runs"},
     }
@@ -75,6 +86,13 @@ def _phase(history: dict) -> dict:
             "video_seeds": history["train_seeds"], "minutes": history.get("minutes")}
 
 
+def _phase_of_card(training: dict) -> dict:
+    """A shipped card's ``training`` block as one phase of a longer curriculum."""
+    return {"config": training["config"], "steps": training["steps"],
+            "video_seeds": training["video_seeds"], "minutes": training.get("minutes"),
+            "picked": training.get("picked")}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sam_batch.training.ship", description=__doc__)
     ap.add_argument("--run", required=True, type=Path, help="the training --out folder")
@@ -82,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default="best.pt")
     ap.add_argument("--quality", type=Path, help="bench/quality.py --json output")
     ap.add_argument("--init-run", type=Path, help="the run --run started from (--init)")
+    ap.add_argument("--after-shipped", action="store_true",
+                    help="--run started from the shipped weights: extend their card")
     args = ap.parse_args(argv)
     quality = json.loads(args.quality.read_text()) if args.quality else None
     card = ship(args.run, args.command, quality, checkpoint=args.checkpoint,
-                init_run=args.init_run)
+                init_run=args.init_run, after_shipped=args.after_shipped)
     print(json.dumps({k: card[k] for k in ("name", "bytes", "sha256")}))
     return 0
 
