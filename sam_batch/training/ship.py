@@ -38,7 +38,8 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
     if after_shipped:
         before = json.loads((HERE / f"{name}.json").read_text())
         earlier = [*before.get("phases", []), _phase_of_card(before["training"])]
-        command = f"{before['training']['command']} && {command}"
+        shell, _, _ = before["training"]["command"].partition("  # ")  # its note stays there
+        command = f"{shell} && {command}"
     elif init_run:
         earlier = [_phase(json.loads((init_run / "history.json").read_text()))]
     state = torch.load(run / checkpoint, map_location="cpu", weights_only=True)["model"]
