@@ -22,7 +22,7 @@ import yaml
 
 from sam_batch.discover import DiscoverySettings, parse_discover
 from sam_batch.errors import ConfigError
-from sam_batch.model import DEFAULT_CONFIG, ModelSpec
+from sam_batch.model_spec import DEFAULT_CONFIG, ModelSpec
 
 #: Keys whose values are secrets or endpoints anywhere in a config.
 SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|key|endpoint|session)", re.I)

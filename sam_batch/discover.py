@@ -34,12 +34,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from sam_batch.errors import ConfigError
-from sam_batch.model import LoadedModel, inference
+
+if TYPE_CHECKING:  # the job's driver parses settings here without importing torch
+    from sam_batch.model import LoadedModel
 
 TENTATIVE, CONFIRMED, LOST, RETIRED = "tentative", "confirmed", "lost", "retired"
 
@@ -119,6 +121,10 @@ class Discoverer:
 
     def propose(self, rgb: np.ndarray) -> list[Proposal]:
         """Every AMG mask of the frame above the size floor, largest first."""
+        import torch
+
+        from sam_batch.model import inference
+
         with inference(self.model), torch.inference_mode():
             records = self._amg.generate(rgb)
         floor = self.settings.min_area * rgb.shape[0] * rgb.shape[1]

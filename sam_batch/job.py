@@ -49,10 +49,9 @@ from sam_batch.schema import (
     TRACKS_DIR,
     VIDEOS_DIR,
 )
-from sam_batch.state import MemoryState
 from sam_batch.storage import Location, safe_name
+from sam_batch.tasks import ChunkResult, VideoTask, init_state_path
 from sam_batch.video import VideoInfo
-from sam_batch.worker import ChunkResult, VideoTask, init_state_path
 from sam_batch.writer import (
     STAGING_DIR,
     ObjectStats,
@@ -275,6 +274,8 @@ class _VideoHooks:
         first = init_state_path(video.video_id)
         if not self.out.exists(first):
             return
+        from sam_batch.state import MemoryState  # torch, only when there is a state to read
+
         first_data = self.out.read(first)
         if MemoryState.from_bytes(first_data).extra.get("fingerprint") != job.fingerprint:
             _delete_video(self.out, video.video_id)  # other prompts or settings: start over

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,67 +25,10 @@ from sam_batch.plan import ChunkSpec
 from sam_batch.prompts import Prompt
 from sam_batch.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
 from sam_batch.state import MemoryState
-from sam_batch.storage import Location, safe_name
+from sam_batch.storage import Location
+from sam_batch.tasks import ChunkResult, Seeds, StateSource, VideoTask, init_state_path
 from sam_batch.tracker import ChunkTracker, EncodedFrame
-from sam_batch.video import VideoInfo
-from sam_batch.writer import ChunkMasks, ObjectStats, state_path, write_mask_part
-
-#: Seed masks a sparse pass hands to segment starts: ``{frame: ((obj_id, rle), ...)}``.
-Seeds = dict[int, tuple[tuple[int, str], ...]]
-
-#: Returns the incoming state's bytes; with ``block=False`` None while not ready.
-StateSource = Callable[[bool], "bytes | None"]
-
-
-@dataclass(frozen=True)
-class VideoTask:
-    """One video as the workers need it: where, what it is, and its prompts."""
-
-    video_id: str
-    url: str
-    info: VideoInfo
-    prompts: tuple[Prompt, ...]
-    #: Decides whether a checkpoint found on resume belongs to this same work.
-    fingerprint: str = ""
-    #: The segment this task runs and its first frame (a seeded segment starts there).
-    segment: int = 0
-    start_frame: int = 0
-    #: Parts go to ``_staging/`` until the video is stitched (segments, discovery).
-    staged: bool = False
-    #: Discovered objects get ids from here (above every user id of the video).
-    first_free_id: int = 1
-    #: A sparse pass: track only these frames, return masks on ``seed_frames``.
-    frame_indices: tuple[int, ...] | None = None
-    seed_frames: tuple[int, ...] = ()
-
-    @property
-    def first_tracked_frame(self) -> int | None:
-        if self.frame_indices is not None:
-            return 0
-        return min((p.frame for p in self.prompts), default=None)
-
-    @property
-    def is_sparse(self) -> bool:
-        return self.frame_indices is not None
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """What the driver learns from a finished chunk (the masks stay in the part)."""
-
-    spec: ChunkSpec
-    part: str
-    rows: int
-    frames_tracked: int
-    stats: dict[int, ObjectStats]
-    encoded_ahead: int
-    seconds: float
-    seeds: Seeds | None = None  # a sparse pass's masks at segment starts
-
-
-def init_state_path(video_id: str, segment: int = 0) -> str:
-    name = "init" if segment == 0 else f"init-s{segment:03d}"
-    return f"_states/{safe_name(video_id)}/{name}.state"
+from sam_batch.writer import ChunkMasks, state_path, write_mask_part
 
 
 class Worker:

@@ -17,3 +17,22 @@ def test_plan_shows_the_segments_and_chunks_the_run_would_use(tmp_path, capsys):
     expected = plan_video("sample", 40, 8, segments=2, overlap=4)
     assert row[1] == "40" and row[5:7] == ["2", str(len(expected.chunks))]
     assert len(expected.chunks) == 6  # [0, 20) in 3 chunks, [16, 40) in 3
+
+
+def test_the_driver_and_plan_never_import_torch(tmp_path):
+    """torch and sam2 load in the actors only: the driver, ``plan`` and ``inspect``
+    start in about a second instead of four, and a driver node needs no CUDA."""
+    import subprocess
+    import sys
+
+    _, manifest = write_sample(tmp_path, num_frames=12, width=64, height=48)
+    script = (
+        "import sys\n"
+        "import sam_batch, sam_batch.job, sam_batch.dataset, sam_batch.evaluate\n"
+        "from sam_batch.cli import main\n"
+        f"assert main(['plan', '--manifest', {str(manifest)!r}, '--random-weights']) == 0\n"
+        "print('torch' in sys.modules, 'sam2' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr

@@ -13,9 +13,8 @@ from collections import OrderedDict
 
 import ray
 
-from sam_batch.model import quiet_sam2_progress
 from sam_batch.plan import ChunkSpec
-from sam_batch.worker import ChunkResult, VideoTask, Worker
+from sam_batch.tasks import ChunkResult, VideoTask
 
 #: Videos whose task an actor keeps fetched.
 TASK_CACHE = 64
@@ -23,6 +22,11 @@ TASK_CACHE = 64
 
 class TrackerActor:
     def __init__(self, **worker_kwargs: object):
+        # torch and sam2 load here, in the actor's process: the driver that imports
+        # this module to declare the actor class never needs them.
+        from sam_batch.model import quiet_sam2_progress
+        from sam_batch.worker import Worker
+
         quiet_sam2_progress()
         self._tasks: OrderedDict[tuple[str, int], VideoTask] = OrderedDict()
         # A model that cannot load is reported by ready(), as one line the driver
