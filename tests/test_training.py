@@ -86,3 +86,45 @@ def test_late_prompted_objects_are_scored_before_their_prompt(model):
     # The truth of those frames alone changed, and so did the losses: they are scored.
     assert float(after["presence"]) != pytest.approx(float(before["presence"]), abs=1e-4)
     assert float(after["dice"]) > float(before["dice"])  # a mask is now due there
+
+
+def test_shipping_a_continued_run_records_the_whole_curriculum(tmp_path):
+    """Shipped weights -> a run from them -> a run from that: the card keeps every
+    phase and the command that reproduces all of them, not only the last run's."""
+    import json
+    import shutil
+
+    from sam_batch.models import HERE
+    from sam_batch.training.ship import ship
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(HERE / "sam-batch-tiny.json", models / "sam-batch-tiny.json")
+    shipped = json.loads((models / "sam-batch-tiny.json").read_text())
+    weights = {"w": torch.ones(2, dtype=torch.float16), "n": torch.tensor([3])}
+    runs = []
+    for name, init, steps in (("c", "sam-batch-tiny.pt", 10), ("e", "c/step-000010.pt", 20)):
+        run = tmp_path / name
+        run.mkdir()
+        torch.save({"model": weights}, run / "best.pt")
+        history = {"config": {"init": init, "image_size": 128, "lr": 1e-4}, "steps": steps,
+                   "train_seeds": [TRAIN_SEED_BASE, TRAIN_SEED_BASE + steps],
+                   "eval_seeds": [900], "minutes": 1.0,
+                   "best": {"step": steps, "scores": {"mean": 0.5}},
+                   "history": [{"step": steps, "minutes": 1.0, "loss": 0.7, "mean": 0.5}]}
+        (run / "history.json").write_text(json.dumps(history))
+        runs.append(run)
+
+    card = ship(runs[1], "python -m sam_batch.training --out e", {"runs": {}},
+                init_run=runs[0], after_shipped=True, models=models)
+    phases = card["phases"]
+    assert len(phases) == len(shipped["phases"]) + 2
+    assert phases[-2]["config"] == shipped["training"]["config"]
+    assert phases[-1]["config"]["init"] == "sam-batch-tiny.pt" and phases[-1]["steps"] == 10
+    assert card["training"]["steps"] == 20
+    command = card["training"]["command"]
+    assert command.startswith(shipped["training"]["command"][:60]) and "  # " not in command
+    assert command.endswith(" && python -m sam_batch.training --out e")
+    saved = torch.load(models / "sam-batch-tiny.pt", weights_only=True)["model"]
+    assert saved["w"].dtype == torch.float32 and saved["n"].dtype == torch.int64
+    assert json.loads((models / "sam-batch-tiny.json").read_text()) == card

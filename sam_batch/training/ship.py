@@ -27,24 +27,25 @@ from sam_batch.training.data import HELD_OUT_SEEDS_END
 
 def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
          checkpoint: str = "best.pt", init_run: Path | None = None,
-         after_shipped: bool = False) -> dict:
+         after_shipped: bool = False, models: Path = HERE) -> dict:
     """``init_run``: the run whose checkpoint ``run`` started from (``--init``), recorded
     as the card's first phase, so the card describes the whole curriculum.
-    ``after_shipped``: ``run`` started from the shipped weights themselves; the shipped
-    card's phases and training become the new card's earlier phases, and its command
-    the first part of the new one."""
+    ``after_shipped``: the curriculum started from the shipped weights themselves; the
+    shipped card's phases and training become the new card's earlier phases, and its
+    command the first part of the new one. Both together: shipped, then ``init_run``
+    (which started from the shipped weights), then ``run``."""
     history = json.loads((run / "history.json").read_text())
     earlier: list[dict] = []
     if after_shipped:
-        before = json.loads((HERE / f"{name}.json").read_text())
+        before = json.loads((models / f"{name}.json").read_text())
         earlier = [*before.get("phases", []), _phase_of_card(before["training"])]
         shell, _, _ = before["training"]["command"].partition("  # ")  # its note stays there
         command = f"{shell} && {command}"
-    elif init_run:
-        earlier = [_phase(json.loads((init_run / "history.json").read_text()))]
+    if init_run:
+        earlier.append(_phase(json.loads((init_run / "history.json").read_text())))
     state = torch.load(run / checkpoint, map_location="cpu", weights_only=True)["model"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    target = HERE / f"{name}.pt"
+    target = models / f"{name}.pt"
     torch.save({"model": state}, target)
     data = target.read_bytes()
     cfg = history["config"]
@@ -78,7 +79,7 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
         "held_out": (quality or {}).get("runs", {}),
         "held_out_setup": {k: v for k, v in (quality or {}).items() if k != "runs"},
     }
-    (HERE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (models / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 
