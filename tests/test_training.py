@@ -106,7 +106,7 @@ def test_shipping_a_continued_run_records_the_whole_curriculum(tmp_path):
     for name, init, steps in (("c", "sam-batch-tiny.pt", 10), ("e", "c/step-000010.pt", 20)):
         run = tmp_path / name
         run.mkdir()
-        torch.save({"model": weights}, run / "best.pt")
+        torch.save({"model": weights}, run / f"step-{steps:06d}.pt")
         history = {"config": {"init": init, "image_size": 128, "lr": 1e-4}, "steps": steps,
                    "train_seeds": [TRAIN_SEED_BASE, TRAIN_SEED_BASE + steps],
                    "eval_seeds": [900], "minutes": 1.0,
@@ -116,7 +116,10 @@ def test_shipping_a_continued_run_records_the_whole_curriculum(tmp_path):
         runs.append(run)
 
     card = ship(runs[1], "python -m sam_batch.training --out e", {"runs": {}},
-                init_run=runs[0], after_shipped=True, models=models)
+                checkpoint="step-000020.pt", init_run=runs[0], after_shipped=True,
+                models=models, why="best on seeds 950-969")
+    assert card["training"]["picked"] == ('step-000020.pt: step 20, held-out J&F on the '
+                                          'selection seeds {"mean": 0.5}; best on seeds 950-969')
     phases = card["phases"]
     assert len(phases) == len(shipped["phases"]) + 2
     assert phases[-2]["config"] == shipped["training"]["config"]

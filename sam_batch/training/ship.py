@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,7 @@ from sam_batch.training.data import HELD_OUT_SEEDS_END
 
 def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
          checkpoint: str = "best.pt", init_run: Path | None = None,
-         after_shipped: bool = False, models: Path = HERE) -> dict:
+         after_shipped: bool = False, models: Path = HERE, why: str = "") -> dict:
     """``init_run``: the run whose checkpoint ``run`` started from (``--init``), recorded
     as the card's first phase, so the card describes the whole curriculum.
     ``after_shipped``: the curriculum started from the shipped weights themselves; the
@@ -69,8 +70,7 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
             "selection_seeds": history["eval_seeds"],
             "steps": history["steps"],
             "minutes": history.get("minutes"),
-            "picked": f"{checkpoint}: step {history['best']['step']}, held-out J&F on the "
-                      "selection seeds " + json.dumps(history["best"].get("scores")),
+            "picked": _picked(history, checkpoint, why),
             "config": cfg,
             "history": [{k: h[k] for k in ("step", "minutes", "loss", "mean") if k in h}
                         for h in history["history"]],
@@ -81,6 +81,19 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
     }
     (models / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _picked(history: dict, checkpoint: str, why: str) -> str:
+    """Which checkpoint ships, its selection-seed scores, and why it (``why``)."""
+    found = re.fullmatch(r"step-(\d+)\.pt", checkpoint)
+    if found:
+        step = int(found.group(1))
+        scores = next(h for h in history["history"] if h["step"] == step)
+        scores = {k: v for k, v in scores.items() if k not in ("step", "minutes", "loss")}
+    else:
+        step, scores = history["best"]["step"], history["best"].get("scores")
+    text = f"{checkpoint}: step {step}, held-out J&F on the selection seeds {json.dumps(scores)}"
+    return f"{text}; {why}" if why else text
 
 
 def _phase(history: dict) -> dict:
@@ -102,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default="best.pt")
     ap.add_argument("--quality", type=Path, help="bench/quality.py --json output")
     ap.add_argument("--init-run", type=Path, help="the run --run started from (--init)")
+    ap.add_argument("--why", default="", help="how the checkpoint was picked, for the card")
     ap.add_argument("--after-shipped", action="store_true",
                     help="--run started from the shipped weights: extend their card")
     args = ap.parse_args(argv)
     quality = json.loads(args.quality.read_text()) if args.quality else None
     card = ship(args.run, args.command, quality, checkpoint=args.checkpoint,
-                init_run=args.init_run, after_shipped=args.after_shipped)
+                init_run=args.init_run, after_shipped=args.after_shipped, why=args.why)
     print(json.dumps({k: card[k] for k in ("name", "bytes", "sha256")}))
     return 0
 
