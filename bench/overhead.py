@@ -39,12 +39,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import _common as common
 
 
-def ours_job(video: Path, prompts: list, image_size: int, chunk: int | None, work: Path) -> int:
+def ours_job(manifest: Path, image_size: int, chunk: int | None, work: Path) -> int:
     from sam_batch.config import JobConfig
     from sam_batch.job import run
 
-    manifest = work / "manifest.jsonl"
-    manifest.write_text(json.dumps({"video": str(video), "prompts": prompts}) + "\n")
     chunking = {} if chunk is None else {"chunk_frames": chunk}
     summary = run(JobConfig(manifest=str(manifest), output=str(work / "ds"), random_weights=True,
                             image_size=image_size, workers=1, progress="off", overwrite=True,
@@ -53,11 +51,8 @@ def ours_job(video: Path, prompts: list, image_size: int, chunk: int | None, wor
     return summary.frames
 
 
-def job_command(video: Path, prompts: list, image_size: int, chunk: int | None,
-                work: Path) -> int:
+def job_command(manifest: Path, image_size: int, chunk: int | None, work: Path) -> int:
     """``sam-batch run`` as a user types it: a process of its own."""
-    manifest = work / "manifest-cmd.jsonl"
-    manifest.write_text(json.dumps({"video": str(video), "prompts": prompts}) + "\n")
     cmd = ["sam-batch", "run", "--manifest", str(manifest), "--output", str(work / "ds-cmd"),
            "--random-weights", "--image-size", str(image_size), "--workers", "1",
            "--progress", "off", "--overwrite"]
@@ -147,6 +142,8 @@ def main() -> None:
     for n in lengths:
         clip, clip_prompts = common.make_video(work / f"job-{n}", n)
         folder = common.frames_folder(clip, work / f"frames-{n}", n)
+        manifest = work / f"manifest-{n}.jsonl"
+        manifest.write_text(json.dumps({"video": str(clip), "prompts": clip_prompts}) + "\n")
         for r in range(args.repeats):
             for side in sides[r % 4:] + sides[:r % 4]:  # each side goes first in turn
                 if side == "official":
@@ -155,10 +152,10 @@ def main() -> None:
                     t, got = common.timed(official_command, args.image_size, folder,
                                           clip_prompts)
                 elif side == "job":
-                    t, got = common.timed(ours_job, clip, clip_prompts, args.image_size,
-                                          args.job_chunk, work)
+                    t, got = common.timed(ours_job, manifest, args.image_size, args.job_chunk,
+                                          work)
                 else:
-                    t, got = common.timed(job_command, clip, clip_prompts, args.image_size,
+                    t, got = common.timed(job_command, manifest, args.image_size,
                                           args.job_chunk, work)
                 times[side][n].append(t)
                 assert got == n

@@ -117,7 +117,8 @@ def test_shipping_a_continued_run_records_the_whole_curriculum(tmp_path):
 
     card = ship(runs[1], "python -m sam_batch.training --out e", {"runs": {}},
                 checkpoint="step-000020.pt", init_run=runs[0], after_shipped=True,
-                models=models, why="best on seeds 950-969")
+                models=models, why="best on seeds 950-969", status="a stand-in")
+    assert card["status"] == "a stand-in"
     assert card["training"]["picked"] == ('step-000020.pt: step 20, held-out J&F on the '
                                           'selection seeds {"mean": 0.5}; best on seeds 950-969')
     phases = card["phases"]

@@ -28,13 +28,15 @@ from sam_batch.training.data import HELD_OUT_SEEDS_END
 
 def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-tiny",
          checkpoint: str = "best.pt", init_run: Path | None = None,
-         after_shipped: bool = False, models: Path = HERE, why: str = "") -> dict:
+         after_shipped: bool = False, models: Path = HERE, why: str = "",
+         status: str = "") -> dict:
     """``init_run``: the run whose checkpoint ``run`` started from (``--init``), recorded
     as the card's first phase, so the card describes the whole curriculum.
     ``after_shipped``: the curriculum started from the shipped weights themselves; the
     shipped card's phases and training become the new card's earlier phases, and its
     command the first part of the new one. Both together: shipped, then ``init_run``
-    (which started from the shipped weights), then ``run``."""
+    (which started from the shipped weights), then ``run``. ``status``: what the model
+    is good for yet, in words, for whoever reads the card."""
     history = json.loads((run / "history.json").read_text())
     earlier: list[dict] = []
     if after_shipped:
@@ -78,6 +80,7 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
         "phases": earlier,
         "held_out": (quality or {}).get("runs", {}),
         "held_out_setup": {k: v for k, v in (quality or {}).items() if k != "runs"},
+        **({"status": status} if status else {}),
     }
     (models / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
@@ -103,9 +106,7 @@ def _phase(history: dict) -> dict:
 
 def _phase_of_card(training: dict) -> dict:
     """A shipped card's ``training`` block as one phase of a longer curriculum."""
-    return {"config": training["config"], "steps": training["steps"],
-            "video_seeds": training["video_seeds"], "minutes": training.get("minutes"),
-            "picked": training.get("picked")}
+    return {k: training.get(k) for k in ("config", "steps", "video_seeds", "minutes", "picked")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=Path, help="bench/quality.py --json output")
     ap.add_argument("--init-run", type=Path, help="the run --run started from (--init)")
     ap.add_argument("--why", default="", help="how the checkpoint was picked, for the card")
+    ap.add_argument("--status", default="", help="what the model is good for yet, for the card")
     ap.add_argument("--after-shipped", action="store_true",
                     help="--run started from the shipped weights: extend their card")
     args = ap.parse_args(argv)
     quality = json.loads(args.quality.read_text()) if args.quality else None
     card = ship(args.run, args.command, quality, checkpoint=args.checkpoint,
-                init_run=args.init_run, after_shipped=args.after_shipped, why=args.why)
+                init_run=args.init_run, after_shipped=args.after_shipped, why=args.why,
+                status=args.status)
     print(json.dumps({k: card[k] for k in ("name", "bytes", "sha256")}))
     return 0
 

@@ -50,8 +50,8 @@ def _tap(model: torch.nn.Module) -> Iterator[_DecoderTap]:
 
 
 def train_step(model: torch.nn.Module, clips: Clip | Sequence[Clip],
-               rng: np.random.Generator | None = None, correct_prob: float = 0.0,
-               truth_memory_prob: float = 0.0) -> dict[str, torch.Tensor]:
+               rng: np.random.Generator | None = None, correct_prob: float = 0.0
+               ) -> dict[str, torch.Tensor]:
     """Loss terms of a batch of clips (each averaged over objects and frames), graph
     attached. ``model`` is a ``SAM2Base`` (our video predictor) in train mode.
 
@@ -59,13 +59,7 @@ def train_step(model: torch.nn.Module, clips: Clip | Sequence[Clip],
     tracked as SAM 2 tracks them, each on its own, but those that share a prompted
     frame and a prompt kind go through the model as one batch, whatever clip they
     come from: the losses are those of each clip alone (averaged over object-frames),
-    at less cost per clip (on one CPU thread, a batch of 8 clips takes about a
-    fifth less time per clip than 8 single steps; on a GPU far less).
-
-    ``truth_memory_prob``: the chance that a tracked frame's memory is encoded from
-    its true mask instead of the prediction (scheduled sampling). Memory attention
-    then learns from clean memories before it must live with its own; at 0 (the
-    default, and SAM 2's way) every memory is the model's own output.
+    in fewer, larger calls of the tracking heads (what a GPU wants).
     """
     rng = rng or np.random.default_rng(0)
     clips = [clips] if isinstance(clips, Clip) else list(clips)
@@ -82,8 +76,7 @@ def train_step(model: torch.nn.Module, clips: Clip | Sequence[Clip],
     weight = 0
     for (cond_frame, kind), rows in sorted(groups.items()):
         group = _Group(clips, rows, kind, cond_frame, num_frames)
-        losses, counted = _track_group(model, group, feats, pos, sizes, rng, correct_prob,
-                                       truth_memory_prob)
+        losses, counted = _track_group(model, group, feats, pos, sizes, rng, correct_prob)
         for k, v in losses.items():
             totals[k] = totals.get(k, 0) + v
         weight += counted
@@ -115,7 +108,7 @@ class _Group:
 
 
 def _track_group(model: torch.nn.Module, group: _Group, feats: list, pos: list, sizes: list,
-                 rng: np.random.Generator, correct_prob: float, truth_memory_prob: float = 0.0
+                 rng: np.random.Generator, correct_prob: float
                  ) -> tuple[dict[str, torch.Tensor], int]:
     """Summed loss terms of one group's objects over the clip, and how many
     object-frames they sum over."""
@@ -163,10 +156,6 @@ def _track_group(model: torch.nn.Module, group: _Group, feats: list, pos: list, 
                 add_loss(tap, t)
             _, _, _, low, high, obj_ptr, presence = sam_outputs
             out["pred_masks"], out["pred_masks_high_res"], out["obj_ptr"] = low, high, obj_ptr
-            if not cond and truth_memory_prob > 0 and rng.random() < truth_memory_prob:
-                target = truth[:, t:t + 1].float()
-                high = target * 20 - 10  # logits of the true mask, as a mask prompt's
-                presence = target.flatten(1).amax(1, keepdim=True) * 20 - 10
             model._encode_memory_in_output(frame_feats, sizes, points, True, high, presence, out)
             output_dict["cond_frame_outputs" if cond else "non_cond_frame_outputs"][t] = out
     return totals, counted

@@ -55,7 +55,6 @@ class TrainConfig:
     warmup: int = 200
     grad_clip: float = 1.0
     correct_prob: float = 0.5
-    truth_memory_prob: float = 0.0  # memories from true masks this often (scheduled sampling)
     ema: float = 0.0  # > 0: evaluate and save an exponential moving average of the weights
     later_prompt_prob: float = 0.2
     prompt_mix: str = "0.4,0.3,0.3"  # probabilities of mask, box and click prompts
@@ -87,7 +86,7 @@ def train(cfg: TrainConfig) -> dict:
     # One clip per step makes noisy steps: held-out scores of consecutive checkpoints
     # swing by 0.05-0.1 J&F. The moving average of the weights is what gets scored
     # and saved, when asked for; the raw weights keep training.
-    averaged = copy.deepcopy(model).eval() if cfg.ema > 0 else model
+    averaged = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else model
     mix = tuple(float(x) for x in cfg.prompt_mix.split(","))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -133,7 +132,7 @@ def train(cfg: TrainConfig) -> dict:
             0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
         for group in opt.param_groups:
             group["lr"] = lr
-        losses = train_step(model, clips, rng, cfg.correct_prob, cfg.truth_memory_prob)
+        losses = train_step(model, clips, rng, cfg.correct_prob)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
