@@ -38,11 +38,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import _common as common
+
+if TYPE_CHECKING:
+    import torch
 
 
 def ours_job(manifest: Path, image_size: int, chunk: int | None, work: Path) -> int:
@@ -107,6 +111,33 @@ def paired(ours: list[float], base: list[float]) -> tuple[float, list[float]]:
     return statistics.median(ratios), ratios
 
 
+def pairs_text(median: float, ratios: list[float]) -> str:
+    return f"median of pairs {median:.3f} ({', '.join(f'{x:.3f}' for x in ratios)})"
+
+
+def compare_tracker(args: argparse.Namespace, official: torch.nn.Module, work: Path) -> None:
+    """Our chunked tracker vs the official predictor, both with their model built."""
+    from sam_batch.model import ModelSpec, load_model
+
+    video, prompts = common.make_video(work, args.frames)
+    model = load_model(ModelSpec(random_weights=True, image_size=args.image_size, device="cpu"))
+    folder = common.frames_folder(video, work / "frames", args.frames)
+    t_off, t_ours = [], []
+    for r in range(args.repeats):
+        for side in (("official", "ours") if r % 2 == 0 else ("ours", "official")):
+            if side == "official":
+                t, n = common.timed(common.run_official, official, folder, prompts)
+                t_off.append(t)
+            else:
+                t, n = common.timed(common.run_chunked, model, video, args.frames, prompts,
+                                    args.chunk)
+                t_ours.append(t)
+            assert n == args.frames
+    print(f"tracker: official {best(t_off):.2f} s, ours chunked {best(t_ours):.2f} s over "
+          f"{args.frames} frames -> ratio {best(t_ours) / best(t_off):.3f} (target <= 1.05); "
+          f"{pairs_text(*paired(t_ours, t_off))}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=60)
@@ -124,33 +155,12 @@ def main() -> None:
     common.silence()
     import torch
 
-    from sam_batch.model import ModelSpec, load_model
-
     work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_overhead_"))
-    video, prompts = common.make_video(work, args.frames)
     official = common.official_predictor(args.image_size)
-    model = load_model(ModelSpec(random_weights=True, image_size=args.image_size, device="cpu"))
     print(f"torch threads {torch.get_num_threads()}, image size {args.image_size}, "
           f"chunk {args.chunk}", flush=True)
-
-    folder = common.frames_folder(video, work / "frames", args.frames)
-    t_off, t_ours = [], []
-    for r in range(0 if args.skip_tracker else args.repeats):
-        for side in (("official", "ours") if r % 2 == 0 else ("ours", "official")):
-            if side == "official":
-                t, n = common.timed(common.run_official, official, folder, prompts)
-                t_off.append(t)
-            else:
-                t, n = common.timed(common.run_chunked, model, video, args.frames, prompts,
-                                    args.chunk)
-                t_ours.append(t)
-            assert n == args.frames
     if not args.skip_tracker:
-        ratio = best(t_ours) / best(t_off)
-        median, ratios = paired(t_ours, t_off)
-        print(f"tracker: official {best(t_off):.2f} s, ours chunked {best(t_ours):.2f} s over "
-              f"{args.frames} frames -> ratio {ratio:.3f} (target <= 1.05); median of pairs "
-              f"{median:.3f} ({', '.join(f'{x:.3f}' for x in ratios)})", flush=True)
+        compare_tracker(args, official, work)
     if args.skip_job:
         return
 
@@ -201,8 +211,7 @@ def main() -> None:
               f"{fixed_frames:.0f} frames of tracking, steady-state {steady:.3f}, within 1.10 "
               f"from {break_even:.0f} frames on", flush=True)
         median, ratios = paired(times[ours][long], times[base][long])
-        print(f"  {long} frames, median of pairs {median:.3f} "
-              f"({', '.join(f'{x:.3f}' for x in ratios)})", flush=True)
+        print(f"  {long} frames, {pairs_text(median, ratios)}", flush=True)
         result[ours] = {"ratio": ratio, "steady": steady, "fixed_frames": fixed_frames,
                         "break_even_frames": break_even, "median_of_pairs": median,
                         "pairs": ratios}
