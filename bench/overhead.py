@@ -1,6 +1,6 @@
 """Wall time of our path vs the bare official predictor on the same frames and model.
 
-Two ratios, each measured side by side in this one process run (best of
+Ratios, each measured side by side in this one process run (best of
 ``--repeats``, alternating which side goes first):
 
 1. tracker: our chunked tracker (streaming decode from the mp4, a fresh tracker
@@ -19,6 +19,15 @@ Two ratios, each measured side by side in this one process run (best of
    ratio into that fixed cost, in frames of official tracking, and the
    per-frame (steady-state) ratio, and give the length from which the whole
    job is within 1.10.
+3. batch (``--batch-videos N``): one job over N videos of ``--batch-frames``
+   frames (one worker) vs the official predictor over each video in turn with
+   its model built once, the same two ways. This is how the framework is used:
+   a job pays its start-up once for all its videos, and each video costs a
+   probe, a first chunk and its tracks.
+
+With ``--cluster`` the jobs join a Ray this run starts once, as jobs on a
+running cluster (``--address``, ``ray job submit``) do: the difference from
+the embedded runs is what starting and stopping Ray costs a job.
 
 Each ratio is printed as best-of (the least disturbed run of each side) and
 as the median of the runs paired in turn, with every pair's ratio: on a shared
@@ -26,6 +35,8 @@ as the median of the runs paired in turn, with every pair's ratio: on a shared
 
     python bench/overhead.py --frames 60 --job-frames 240 --short-frames 16
     python bench/overhead.py --skip-tracker --job-ways commands --repeats 3
+    python bench/overhead.py --skip-tracker --skip-job --job-ways commands --batch-videos 4
+    python bench/overhead.py --skip-tracker --job-ways commands --cluster
 """
 
 from __future__ import annotations
@@ -49,54 +60,60 @@ if TYPE_CHECKING:
     import torch
 
 
-def ours_job(manifest: Path, image_size: int, chunk: int | None, work: Path) -> int:
+def ours_job(manifest: Path, image_size: int, chunk: int | None, work: Path,
+             address: str | None = None) -> int:
     from sam_batch.config import JobConfig
     from sam_batch.job import run
 
     chunking = {} if chunk is None else {"chunk_frames": chunk}
     summary = run(JobConfig(manifest=str(manifest), output=str(work / "ds"), random_weights=True,
                             image_size=image_size, workers=1, progress="off", overwrite=True,
-                            **chunking))
+                            address=address, **chunking))
     assert summary.ok, summary.text()
     return summary.frames
 
 
-def job_command(manifest: Path, image_size: int, chunk: int | None, work: Path) -> int:
+def job_command(manifest: Path, image_size: int, chunk: int | None, work: Path,
+                address: str | None = None) -> int:
     """``sam-batch run`` as a user types it: a process of its own."""
     cmd = ["sam-batch", "run", "--manifest", str(manifest), "--output", str(work / "ds-cmd"),
            "--random-weights", "--image-size", str(image_size), "--workers", "1",
            "--progress", "off", "--overwrite"]
     cmd += [] if chunk is None else ["--chunk-frames", str(chunk)]
+    cmd += [] if address is None else ["--address", address]
     subprocess.run(cmd, check=True, capture_output=True)
     return int(json.loads((work / "ds-cmd" / "_job.json").read_text())["counts"]["frames_tracked"])
 
 
-#: A user's script that runs the official predictor once (the same calls as
-#: ``common.run_official``, with nothing of sam_batch imported).
+#: A user's script that runs the official predictor (the same calls as
+#: ``common.run_official``, with nothing of sam_batch imported): the model built
+#: once, then each video in turn.
 OFFICIAL_SCRIPT = """
 import json, sys
 import torch
 from sam2.build_sam import build_sam2_video_predictor
-config, folder, prompts, size = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+config, runs, size = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 predictor = build_sam2_video_predictor(config, device="cpu",
                                        hydra_overrides_extra=[f"++model.image_size={size}"])
 n = 0
 with torch.inference_mode():
-    state = predictor.init_state(folder)
-    for p in prompts:
-        predictor.add_new_points_or_box(state, p["frame"], p["obj_id"], box=p["box"])
-    for _, _, logits in predictor.propagate_in_video(state):
-        (logits > 0).cpu().numpy()
-        n += 1
+    for folder, prompts in runs:
+        state = predictor.init_state(folder)
+        for p in prompts:
+            predictor.add_new_points_or_box(state, p["frame"], p["obj_id"], box=p["box"])
+        for _, _, logits in predictor.propagate_in_video(state):
+            (logits > 0).cpu().numpy()
+            n += 1
 print(n)
 """
 
 
-def official_command(image_size: int, folder: Path, prompts: list) -> int:
-    """A ``python`` process that runs the official predictor once: imports, build, track."""
-    done = subprocess.run([sys.executable, "-c", OFFICIAL_SCRIPT, common.CONFIG, str(folder),
-                           json.dumps(prompts), str(image_size)],
+def official_command(image_size: int, runs: list[tuple[Path, list]]) -> int:
+    """A ``python`` process that runs the official predictor: imports, build, then each
+    (frames folder, prompts) in turn. Returns frames tracked over all of them."""
+    done = subprocess.run([sys.executable, "-c", OFFICIAL_SCRIPT, common.CONFIG,
+                           json.dumps([[str(f), p] for f, p in runs]), str(image_size)],
                           check=True, capture_output=True, text=True)
     return int(done.stdout.strip().splitlines()[-1])
 
@@ -138,6 +155,87 @@ def compare_tracker(args: argparse.Namespace, official: torch.nn.Module, work: P
           f"{pairs_text(*paired(t_ours, t_off))}", flush=True)
 
 
+#: (our side, its baseline, what the pair compares) of the whole-job comparisons.
+COMPARISONS = (
+    ("job", "official", "in-process: sam_batch.job.run vs the official predictor built"),
+    ("job command", "official command",
+     "commands: sam-batch run vs python running the official predictor"),
+)
+
+
+def job_inputs(folder: Path, videos: int, frames: int) -> tuple[list[tuple[Path, list]], Path]:
+    """``videos`` clips of ``frames`` frames (a seed each): their frames folders with
+    prompts for the official side, and one manifest listing them all for ours."""
+    runs, rows = [], []
+    for i in range(videos):
+        clip, prompts = common.make_video(folder / f"video-{i}", frames, seed=i)
+        runs.append((common.frames_folder(clip, folder / f"frames-{i}", frames), prompts))
+        rows.append(json.dumps({"video": str(clip), "video_id": f"v{i}", "prompts": prompts}))
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(rows) + "\n")
+    return runs, manifest
+
+
+def time_sides(args: argparse.Namespace, sides: tuple[str, ...], official: torch.nn.Module,
+               runs: list[tuple[Path, list]], manifest: Path, work: Path
+               ) -> dict[str, list[float]]:
+    """Wall time of each side over the same videos, ``--repeats`` times, each side going
+    first in turn; every run must track every frame."""
+    expected = sum(len(list(folder.iterdir())) for folder, _ in runs)
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for r in range(args.repeats):
+        k = r % len(sides)
+        for side in sides[k:] + sides[:k]:
+            if side == "official":
+                t, got = common.timed(lambda: sum(common.run_official(official, f, p)
+                                                  for f, p in runs))
+            elif side == "official command":
+                t, got = common.timed(official_command, args.image_size, runs)
+            elif side == "job":
+                t, got = common.timed(ours_job, manifest, args.image_size, args.job_chunk, work,
+                                      args.address)
+            else:
+                t, got = common.timed(job_command, manifest, args.image_size, args.job_chunk,
+                                      work, args.address)
+            times[side].append(t)
+            assert got == expected, (side, got, expected)
+    return times
+
+
+def compare_batch(args: argparse.Namespace, sides: tuple[str, ...], official: torch.nn.Module,
+                  work: Path) -> dict:
+    """One job over many videos vs the official predictor over each in turn, its model
+    built once: how the framework is used, and a job pays its start-up once."""
+    n, frames = args.batch_videos, args.batch_frames
+    runs, manifest = job_inputs(work / "batch", n, frames)
+    times = time_sides(args, sides, official, runs, manifest, work)
+    result = {}
+    for ours, base, label in COMPARISONS:
+        if ours not in sides:
+            continue
+        ratio = best(times[ours]) / best(times[base])
+        median, ratios = paired(times[ours], times[base])
+        print(f"batch of {n} videos x {frames} frames, {label}: {best(times[ours]):.2f} s vs "
+              f"{best(times[base]):.2f} s -> ratio {ratio:.3f} (target <= 1.10); "
+              f"{pairs_text(median, ratios)}", flush=True)
+        result[f"batch {ours}"] = {"videos": n, "frames": frames, "ratio": ratio,
+                                   "median_of_pairs": median, "pairs": ratios}
+    return result
+
+
+def start_cluster() -> str:
+    """A Ray head on loopback, alive until this process exits, that jobs join by address:
+    what a job on a running cluster pays (connect, an actor, its model) without the
+    embedded Ray's start and stop. Both sides run while its idle processes are up."""
+    import ray
+
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+             num_gpus=0)
+    address = ray.get_runtime_context().gcs_address
+    print(f"jobs join the Ray at {address}", flush=True)
+    return address
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=60)
@@ -149,6 +247,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-job", action="store_true")
     ap.add_argument("--skip-tracker", action="store_true")
+    ap.add_argument("--batch-videos", type=int, default=0,
+                    help="also compare one job over this many videos (0: skip)")
+    ap.add_argument("--batch-frames", type=int, default=120, help="frames of each batch video")
+    ap.add_argument("--cluster", action="store_true",
+                    help="jobs join a Ray this run starts once (as on a running cluster), "
+                         "instead of each starting and stopping an embedded one")
     ap.add_argument("--job-ways", choices=("both", "in-process", "commands"), default="both",
                     help="which whole-job comparisons to run")
     args = ap.parse_args()
@@ -161,42 +265,27 @@ def main() -> None:
           f"chunk {args.chunk}", flush=True)
     if not args.skip_tracker:
         compare_tracker(args, official, work)
-    if args.skip_job:
-        return
 
-    lengths = (args.short_frames, args.job_frames)
     ways = {"both": ("official", "job", "official command", "job command"),
             "in-process": ("official", "job"),
             "commands": ("official command", "job command")}
     sides = ways[args.job_ways]
-    times: dict[str, dict[int, list[float]]] = {side: {n: [] for n in lengths} for side in sides}
-    for n in lengths:
-        clip, clip_prompts = common.make_video(work / f"job-{n}", n)
-        folder = common.frames_folder(clip, work / f"frames-{n}", n)
-        manifest = work / f"manifest-{n}.jsonl"
-        manifest.write_text(json.dumps({"video": str(clip), "prompts": clip_prompts}) + "\n")
-        for r in range(args.repeats):
-            k = r % len(sides)
-            for side in sides[k:] + sides[:k]:  # each side goes first in turn
-                if side == "official":
-                    t, got = common.timed(common.run_official, official, folder, clip_prompts)
-                elif side == "official command":
-                    t, got = common.timed(official_command, args.image_size, folder,
-                                          clip_prompts)
-                elif side == "job":
-                    t, got = common.timed(ours_job, manifest, args.image_size, args.job_chunk,
-                                          work)
-                else:
-                    t, got = common.timed(job_command, manifest, args.image_size,
-                                          args.job_chunk, work)
-                times[side][n].append(t)
-                assert got == n
-    short, long = lengths
+    args.address = start_cluster() if args.cluster else None
     result = {}
-    for ours, base, label in (
-            ("job", "official", "in-process: sam_batch.job.run vs the official predictor built"),
-            ("job command", "official command",
-             "commands: sam-batch run vs python running the official predictor")):
+    if args.batch_videos:
+        result.update(compare_batch(args, sides, official, work))
+    if args.skip_job:
+        common.emit(result)
+        return
+
+    lengths = (args.short_frames, args.job_frames)
+    times: dict[str, dict[int, list[float]]] = {side: {} for side in sides}
+    for n in lengths:
+        runs, manifest = job_inputs(work / f"job-{n}", 1, n)
+        for side, ts in time_sides(args, sides, official, runs, manifest, work).items():
+            times[side][n] = ts
+    short, long = lengths
+    for ours, base, label in COMPARISONS:
         if ours not in sides:
             continue
         job_s, job_n = (best(times[ours][n]) for n in lengths)
