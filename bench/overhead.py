@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,17 +140,11 @@ def compare_tracker(args: argparse.Namespace, official: torch.nn.Module, work: P
     video, prompts = common.make_video(work, args.frames)
     model = load_model(ModelSpec(random_weights=True, image_size=args.image_size, device="cpu"))
     folder = common.frames_folder(video, work / "frames", args.frames)
-    t_off, t_ours = [], []
-    for r in range(args.repeats):
-        for side in (("official", "ours") if r % 2 == 0 else ("ours", "official")):
-            if side == "official":
-                t, n = common.timed(common.run_official, official, folder, prompts)
-                t_off.append(t)
-            else:
-                t, n = common.timed(common.run_chunked, model, video, args.frames, prompts,
-                                    args.chunk)
-                t_ours.append(t)
-            assert n == args.frames
+    times = time_sides({
+        "official": lambda: common.run_official(official, folder, prompts),
+        "ours": lambda: common.run_chunked(model, video, args.frames, prompts, args.chunk),
+    }, args.repeats, args.frames)
+    t_off, t_ours = times["official"], times["ours"]
     print(f"tracker: official {best(t_off):.2f} s, ours chunked {best(t_ours):.2f} s over "
           f"{args.frames} frames -> ratio {best(t_ours) / best(t_off):.3f} (target <= 1.05); "
           f"{pairs_text(*paired(t_ours, t_off))}", flush=True)
@@ -176,39 +171,43 @@ def job_inputs(folder: Path, videos: int, frames: int) -> tuple[list[tuple[Path,
     return runs, manifest
 
 
-def time_sides(args: argparse.Namespace, sides: tuple[str, ...], official: torch.nn.Module,
-               runs: list[tuple[Path, list]], manifest: Path, work: Path
+def time_sides(sides: dict[str, Callable[[], int]], repeats: int, frames: int
                ) -> dict[str, list[float]]:
-    """Wall time of each side over the same videos, ``--repeats`` times, each side going
-    first in turn; every run must track every frame."""
-    expected = sum(len(list(folder.iterdir())) for folder, _ in runs)
-    times: dict[str, list[float]] = {side: [] for side in sides}
-    for r in range(args.repeats):
-        k = r % len(sides)
-        for side in sides[k:] + sides[:k]:
-            if side == "official":
-                t, got = common.timed(lambda: sum(common.run_official(official, f, p)
-                                                  for f, p in runs))
-            elif side == "official command":
-                t, got = common.timed(official_command, args.image_size, runs)
-            elif side == "job":
-                t, got = common.timed(ours_job, manifest, args.image_size, args.job_chunk, work,
-                                      args.address)
-            else:
-                t, got = common.timed(job_command, manifest, args.image_size, args.job_chunk,
-                                      work, args.address)
+    """Wall time of each side, ``repeats`` times, each side going first in turn; every
+    run must track all ``frames``."""
+    names = list(sides)
+    times: dict[str, list[float]] = {side: [] for side in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for side in names[k:] + names[:k]:
+            t, got = common.timed(sides[side])
             times[side].append(t)
-            assert got == expected, (side, got, expected)
+            assert got == frames, (side, got, frames)
     return times
 
 
+def job_sides(args: argparse.Namespace, ways: tuple[str, ...], official: torch.nn.Module,
+              runs: list[tuple[Path, list]], manifest: Path, work: Path,
+              address: str | None) -> dict[str, Callable[[], int]]:
+    """The whole-job sides asked for, over the same videos: each returns frames tracked."""
+    sides = {
+        "official": lambda: sum(common.run_official(official, f, p) for f, p in runs),
+        "job": lambda: ours_job(manifest, args.image_size, args.job_chunk, work, address),
+        "official command": lambda: official_command(args.image_size, runs),
+        "job command": lambda: job_command(manifest, args.image_size, args.job_chunk, work,
+                                           address),
+    }
+    return {way: sides[way] for way in ways}
+
+
 def compare_batch(args: argparse.Namespace, sides: tuple[str, ...], official: torch.nn.Module,
-                  work: Path) -> dict:
+                  work: Path, address: str | None) -> dict:
     """One job over many videos vs the official predictor over each in turn, its model
     built once: how the framework is used, and a job pays its start-up once."""
     n, frames = args.batch_videos, args.batch_frames
     runs, manifest = job_inputs(work / "batch", n, frames)
-    times = time_sides(args, sides, official, runs, manifest, work)
+    times = time_sides(job_sides(args, sides, official, runs, manifest, work, address),
+                       args.repeats, n * frames)
     result = {}
     for ours, base, label in COMPARISONS:
         if ours not in sides:
@@ -270,10 +269,10 @@ def main() -> None:
             "in-process": ("official", "job"),
             "commands": ("official command", "job command")}
     sides = ways[args.job_ways]
-    args.address = start_cluster() if args.cluster else None
+    address = start_cluster() if args.cluster else None
     result = {}
     if args.batch_videos:
-        result.update(compare_batch(args, sides, official, work))
+        result.update(compare_batch(args, sides, official, work, address))
     if args.skip_job:
         common.emit(result)
         return
@@ -282,7 +281,9 @@ def main() -> None:
     times: dict[str, dict[int, list[float]]] = {side: {} for side in sides}
     for n in lengths:
         runs, manifest = job_inputs(work / f"job-{n}", 1, n)
-        for side, ts in time_sides(args, sides, official, runs, manifest, work).items():
+        timed = time_sides(job_sides(args, sides, official, runs, manifest, work, address),
+                           args.repeats, n)
+        for side, ts in timed.items():
             times[side][n] = ts
     short, long = lengths
     for ours, base, label in COMPARISONS:
