@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sam_batch.media.video import read_frames
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
-from sam_batch.video import read_frames
 
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
@@ -53,7 +53,7 @@ def official_predictor(image_size: int) -> torch.nn.Module:
 
 def run_official(predictor: torch.nn.Module, folder: Path, prompts: list[dict]) -> int:
     """The official way: load all frames, add prompts, propagate; masks to the CPU."""
-    from sam_batch.prompts import Prompt
+    from sam_batch.plan.prompts import Prompt
 
     n = 0
     with torch.inference_mode():
@@ -69,11 +69,11 @@ def run_official(predictor: torch.nn.Module, folder: Path, prompts: list[dict]) 
 def run_chunked(model, video: Path, frames: int, prompts: list[dict], chunk: int) -> int:
     """Our path on the first ``frames`` frames: a fresh tracker per chunk, fed only the
     deserialized state, every mask RLE-encoded as the writer does. Returns frames tracked."""
-    from sam_batch.frames import VideoFrames
-    from sam_batch.prompts import Prompt
-    from sam_batch.rle import encode
-    from sam_batch.state import MemoryState
-    from sam_batch.tracker import ChunkTracker
+    from sam_batch.dataset.rle import encode
+    from sam_batch.plan.prompts import Prompt
+    from sam_batch.track.frames import VideoFrames
+    from sam_batch.track.state import MemoryState
+    from sam_batch.track.tracker import ChunkTracker
 
     source = VideoFrames.open(str(video))
     source.num_frames = frames  # the first N frames of the video

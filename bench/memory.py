@@ -25,7 +25,7 @@ import _common as common
 
 
 def measure_ours(video: Path, frames: int, prompts: list, image_size: int, chunk: int) -> dict:
-    from sam_batch.model import ModelSpec, load_model
+    from sam_batch.track.model import ModelSpec, load_model
 
     model = load_model(ModelSpec(random_weights=True, image_size=image_size, device="cpu"))
     n = common.run_chunked(model, video, frames, prompts, chunk)

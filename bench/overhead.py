@@ -9,7 +9,7 @@ Ratios, each measured side by side in this one process run (best of
 2. job: the whole ``sam-batch run`` with one worker (embedded Ray, probe,
    actor start, model load, Parquet parts, tracks, _job.json; chunks of the
    job's default ``chunk_frames`` unless ``--job-chunk``) vs the official
-   predictor, two ways. In-process: ``sam_batch.job.run`` against the official
+   predictor, two ways. In-process: ``sam_batch.driver.job.run`` against the official
    predictor with its model already built (the strict baseline). As commands:
    ``sam-batch run ...`` against ``python`` running the official predictor once
    (start, imports, model build, load frames, track): what a user waits for
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 def ours_job(manifest: Path, image_size: int, chunk: int | None, work: Path,
              address: str | None = None) -> int:
     from sam_batch.config import JobConfig
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
 
     chunking = {} if chunk is None else {"chunk_frames": chunk}
     summary = run(JobConfig(manifest=str(manifest), output=str(work / "ds"), random_weights=True,
@@ -135,7 +135,7 @@ def pairs_text(median: float, ratios: list[float]) -> str:
 
 def compare_tracker(args: argparse.Namespace, official: torch.nn.Module, work: Path) -> None:
     """Our chunked tracker vs the official predictor, both with their model built."""
-    from sam_batch.model import ModelSpec, load_model
+    from sam_batch.track.model import ModelSpec, load_model
 
     video, prompts = common.make_video(work, args.frames)
     model = load_model(ModelSpec(random_weights=True, image_size=args.image_size, device="cpu"))
@@ -152,7 +152,7 @@ def compare_tracker(args: argparse.Namespace, official: torch.nn.Module, work: P
 
 #: (our side, its baseline, what the pair compares) of the whole-job comparisons.
 COMPARISONS = (
-    ("job", "official", "in-process: sam_batch.job.run vs the official predictor built"),
+    ("job", "official", "in-process: sam_batch.driver.job.run vs the official predictor built"),
     ("job command", "official command",
      "commands: sam-batch run vs python running the official predictor"),
 )

@@ -1,11 +1,11 @@
 """Tracking quality of the shipped model: DAVIS J&F on held-out synthetic videos.
 
-Every run goes through ``sam-batch run`` (``sam_batch.job.run``) with
+Every run goes through ``sam-batch run`` (``sam_batch.driver.job.run``) with
 ``model="sam-batch-tiny"`` (no checkpoint: the shipped weights), on mp4 files
 of synthetic videos whose seeds are held out from training (seeds
 ``0..videos-1``; training uses seeds >= 10 000), each object prompted on its
 first visible frame (its mask by default: the DAVIS semi-supervised rule).
-Masks are scored with ``sam_batch.evaluate`` against DAVIS palette PNGs of the
+Masks are scored with ``sam_batch.evaluation.evaluate`` against DAVIS palette PNGs of the
 exact ground truth.
 
 Rows:
@@ -61,7 +61,7 @@ def make_videos(root: Path, n: int, frames: int, size: int, kind: str
 
 def masks_of(url: str) -> dict[str, dict[int, dict[int, str]]]:
     """``{video_id: {frame_idx: {obj_id: rle}}}`` of a dataset."""
-    from sam_batch.dataset import Dataset
+    from sam_batch.dataset.reader import Dataset
 
     out: dict[str, dict[int, dict[int, str]]] = {}
     for r in Dataset(url).masks().to_pylist():
@@ -85,8 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     common.silence()
     from sam_batch.config import JobConfig
-    from sam_batch.evaluate import evaluate, identity_f1
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
+    from sam_batch.evaluation.evaluate import evaluate, identity_f1
 
     work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_quality_"))
     manifest, bare, gt = make_videos(work, args.videos, args.frames, args.size, args.prompt)

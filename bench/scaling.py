@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     common.silence()
     from sam_batch.config import JobConfig
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
 
     work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_scaling_"))
     times: dict[tuple[int, int], float] = {}

@@ -1,6 +1,6 @@
 """One long video as S = 1, 2, 4 parallel segments: wall-time speed-up and boundary IDF1.
 
-Every run goes through ``sam-batch run`` (``sam_batch.job.run``) with the same
+Every run goes through ``sam-batch run`` (``sam_batch.driver.job.run``) with the same
 workers, in this one process run. S = 1 is the exact single pass and the
 reference: the boundary metric scores ID switches and IDF1 of each stitched
 output within ±overlap frames of every segment start against it. Seeds are the
@@ -29,7 +29,7 @@ import _common as common
 
 
 def masks_by_frame(url: str, video_id: str) -> dict[int, dict[int, str]]:
-    from sam_batch.dataset import Dataset
+    from sam_batch.dataset.reader import Dataset
 
     out: dict[int, dict[int, str]] = {}
     for r in Dataset(url).masks(video_id).to_pylist():
@@ -53,9 +53,9 @@ def main() -> None:
     args = ap.parse_args()
     common.silence()
     from sam_batch.config import JobConfig
-    from sam_batch.job import run
-    from sam_batch.metrics.identity import boundary_id_metrics
-    from sam_batch.plan import plan_video
+    from sam_batch.driver.job import run
+    from sam_batch.evaluation.metrics.identity import boundary_id_metrics
+    from sam_batch.plan.chunks import plan_video
 
     work = Path(tempfile.mkdtemp(prefix="sam_batch_bench_segments_"))
     video, prompts = common.make_video(work, args.frames, width=256, height=192,

@@ -2,7 +2,7 @@
 
 A Ray job is ``ray job submit --working-dir . -- python jobs/<name>.py --config
 jobs/<name>.yaml [--key value ...]``. Inside it the driver finds the cluster
-through ``RAY_ADDRESS``, which Ray sets for every job, so ``sam_batch.job.run``
+through ``RAY_ADDRESS``, which Ray sets for every job, so ``sam_batch.driver.job.run``
 joins the cluster instead of starting one.
 """
 
@@ -45,7 +45,7 @@ def _configured(args: argparse.Namespace, prepare: Prepare, own_keys: tuple[str,
 def main(build: Callable[[], argparse.ArgumentParser], prepare: Prepare,
          argv: Sequence[str] | None = None, own_keys: tuple[str, ...] = ()) -> int:
     """Configure, run, print the summary; 1 if a video failed, 2 if the job could not run."""
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args = build().parse_args(argv)

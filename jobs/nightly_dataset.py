@@ -40,7 +40,7 @@ import yaml
 
 from sam_batch.config import JobConfig
 from sam_batch.errors import ConfigError
-from sam_batch.manifest import VIDEO_SUFFIXES
+from sam_batch.media.manifest import VIDEO_SUFFIXES
 
 log = logging.getLogger("sam_batch")
 #: The YAML section holding this job's own keys (``input_root``, ``output_root``).

@@ -78,7 +78,7 @@ def config_from_args(args: argparse.Namespace, ignore: tuple[str, ...] = ()) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
 
     config = config_from_args(args)
     summary = run(config)
@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sam_batch.job import _entries, plan_for
-    from sam_batch.prompts import validate_prompts
-    from sam_batch.video import probe
+    from sam_batch.driver.job import _entries, plan_for
+    from sam_batch.media.video import probe
+    from sam_batch.plan.prompts import validate_prompts
 
     config = config_from_args(args)
     if not config.output:
@@ -131,7 +131,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from sam_batch.dataset import Dataset
+    from sam_batch.dataset.reader import Dataset
 
     summary = Dataset(args.url, args.storage_options).summary()
     if args.json:
@@ -151,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a sample video with prompts, track it, and show where the output is."""
     from pathlib import Path
 
-    from sam_batch.job import run
+    from sam_batch.driver.job import run
     from sam_batch.synthetic import write_sample
 
     root = Path(args.output).resolve()
@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if summary.ok:  # how good the masks are: DAVIS J&F against the sample's exact truth
         import shutil
 
-        from sam_batch.evaluate import evaluate
+        from sam_batch.evaluation.evaluate import evaluate
 
         truth = root / "truth"  # DAVIS layout: one folder of PNGs per video id
         shutil.copytree(root / "input" / "sample_gt", truth / "sample", dirs_exist_ok=True)
@@ -193,7 +193,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sam_batch.evaluate import evaluate
+    from sam_batch.evaluation.evaluate import evaluate
 
     report = evaluate(args.pred, args.gt, videos=args.videos,
                       storage_options=args.storage_options)

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from sam_batch.discover import DiscoverySettings, parse_discover
 from sam_batch.errors import ConfigError
-from sam_batch.model_spec import DEFAULT_CONFIG, ModelSpec
+from sam_batch.plan.discovery import DiscoverySettings, parse_discover
+from sam_batch.plan.model_spec import DEFAULT_CONFIG, ModelSpec
 
 #: Keys whose values are secrets or endpoints anywhere in a config.
 SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|key|endpoint|session)", re.I)
@@ -63,7 +63,7 @@ class JobConfig:
     #: Seeds for parallel segments of prompted videos: track every k-th frame first (0: off).
     sparse_step: int = 8
     stitch_iou: float = 0.5
-    # automatic discovery: "every:K", "starts" or None; thresholds in sam_batch.discover
+    # automatic discovery: "every:K", "starts" or None; thresholds in sam_batch.plan.discovery
     discover: str | None = None
     discovery_options: dict = field(default_factory=dict)
     # cluster

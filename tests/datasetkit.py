@@ -31,10 +31,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from sam_batch.storage import Location
-from sam_batch.synthetic import Clip, generate, write_davis_png, write_mp4
-from sam_batch.video import probe
-from sam_batch.writer import (
+from sam_batch.dataset.writer import (
     ChunkMasks,
     ObjectStats,
     write_job_file,
@@ -42,6 +39,9 @@ from sam_batch.writer import (
     write_tracks,
     write_video_row,
 )
+from sam_batch.media.storage import Location
+from sam_batch.media.video import probe
+from sam_batch.synthetic import Clip, generate, write_davis_png, write_mp4
 
 #: Id of the object that is object 1's bounding box (overlaps object 1).
 BOX_ID = 9

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sam_batch.prompts import Prompt
+from sam_batch.plan.prompts import Prompt
 
 Logits = dict[int, dict[int, torch.Tensor]]  # frame -> obj_id -> [H, W] video-res logits
 

@@ -29,9 +29,9 @@ import yaml
 
 from sam_batch.cli import build_parser
 from sam_batch.config import JobConfig
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import ConfigError
-from sam_batch.manifest import read_manifest
+from sam_batch.media.manifest import read_manifest
 from sam_batch.synthetic import write_sample
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,20 +10,19 @@ import numpy as np
 import pytest
 
 from sam_batch.config import JobConfig
-from sam_batch.discover import (
+from sam_batch.errors import ConfigError
+from sam_batch.plan.chunks import SPARSE, sparse_indices, sparse_plan
+from sam_batch.plan.discovery import (
     CONFIRMED,
     LOST,
     RETIRED,
     TENTATIVE,
     DiscoverySettings,
     Lifecycle,
-    Proposal,
     parse_discover,
-    select_new,
 )
-from sam_batch.errors import ConfigError
-from sam_batch.frames import ArrayFrames, SparseFrames
-from sam_batch.plan import SPARSE, sparse_indices, sparse_plan
+from sam_batch.track.discovery import Proposal, select_new
+from sam_batch.track.frames import ArrayFrames, SparseFrames
 
 
 def box(y0: int, y1: int, x0: int, x1: int, size: int = 20) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Evaluation promises: DAVIS J&F of a dataset, as ``sam_batch.metrics`` scores it.
+"""Evaluation promises: DAVIS J&F of a dataset, as ``sam_batch.evaluation.metrics`` scores it.
 
 Small cases are computed by hand in the comment above their assertion; the
 synthetic case checks that streaming frame by frame gives exactly what
@@ -17,11 +17,11 @@ from datasetkit import BuiltDataset, clip_video, finish, gt_pngs, write_failed, 
 from PIL import Image
 from scipy import ndimage
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.evaluate import EvalReport, evaluate, identity_f1
+from sam_batch.evaluation.evaluate import EvalReport, evaluate, identity_f1
+from sam_batch.evaluation.metrics import evaluate_video
 from sam_batch.export import export
-from sam_batch.metrics import evaluate_video
 from sam_batch.synthetic import davis_palette, generate
 
 

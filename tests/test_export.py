@@ -25,13 +25,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
+from sam_batch.dataset.rle import encode
 from sam_batch.errors import SamBatchError
 from sam_batch.export import FORMATS, export, options_of
-from sam_batch.rle import encode
-from sam_batch.storage import safe_name
+from sam_batch.media.storage import safe_name
+from sam_batch.media.video import probe, read_frames
 from sam_batch.synthetic import davis_palette
-from sam_batch.video import probe, read_frames
 
 
 @pytest.fixture(scope="module")

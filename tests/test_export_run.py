@@ -20,10 +20,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam_batch.cli import main
-from sam_batch.dataset import Dataset
-from sam_batch.rle import decode
+from sam_batch.dataset.reader import Dataset
+from sam_batch.dataset.rle import decode
+from sam_batch.media.video import read_frames
 from sam_batch.synthetic import write_sample
-from sam_batch.video import read_frames
 
 pytestmark = pytest.mark.slow
 FRAMES, H, W = 8, 64, 96

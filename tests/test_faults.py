@@ -24,7 +24,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from sam_batch.config import JobConfig
-from sam_batch.job import run
+from sam_batch.driver.job import run
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 pytestmark = pytest.mark.slow

@@ -25,10 +25,10 @@ from sam2.build_sam import build_sam2_video_predictor
 
 from sam_batch.cli import main
 from sam_batch.config import JobConfig
-from sam_batch.dataset import Dataset
-from sam_batch.job import run
+from sam_batch.dataset.reader import Dataset
+from sam_batch.driver.job import run
+from sam_batch.media.video import read_frames
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
-from sam_batch.video import read_frames
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_run_writes_a_complete_dataset_equal_to_the_official_single_pass(ray_loc
         device="cpu",
         hydra_overrides_extra=["++model.image_size=256"],
     )
-    from sam_batch.prompts import Prompt
+    from sam_batch.plan.prompts import Prompt
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sam_batch.errors import ManifestError
-from sam_batch.manifest import expand_videos
+from sam_batch.media.manifest import expand_videos
 
 
 def test_a_file_whose_name_looks_like_a_glob_is_that_file(tmp_path):

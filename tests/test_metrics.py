@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam_batch.metrics import (
+from sam_batch.dataset.rle import encode
+from sam_batch.evaluation.metrics import (
     boundary_id_metrics,
     db_eval_boundary,
     db_eval_iou,
@@ -20,7 +21,6 @@ from sam_batch.metrics import (
     seg2bmap,
     summarize,
 )
-from sam_batch.rle import encode
 
 
 def square(size: int, y0: int, x0: int, side: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sam_batch.cli import main
-from sam_batch.plan import plan_video
+from sam_batch.plan.chunks import plan_video
 from sam_batch.synthetic import write_sample
 
 
@@ -28,7 +28,8 @@ def test_the_driver_and_plan_never_import_torch(tmp_path):
     _, manifest = write_sample(tmp_path, num_frames=12, width=64, height=48)
     script = (
         "import sys\n"
-        "import sam_batch, sam_batch.job, sam_batch.dataset, sam_batch.evaluate\n"
+        "import sam_batch, sam_batch.driver.job, sam_batch.dataset.reader\n"
+        "import sam_batch.evaluation.evaluate\n"
         "from sam_batch.cli import main\n"
         f"assert main(['plan', '--manifest', {str(manifest)!r}, '--random-weights']) == 0\n"
         "print('torch' in sys.modules, 'sam2' in sys.modules)\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import sam_batch.job as job
+import sam_batch.runtime.resources as resources
 from sam_batch.config import JobConfig
 
 
@@ -18,5 +18,5 @@ from sam_batch.config import JobConfig
     ({"CPU": 4.0}, {"device": "cuda"}, (1, 1.0, 4.0)),
 ])
 def test_pool_size_and_resources_per_worker(monkeypatch, cluster, given, expected):
-    monkeypatch.setattr(job.ray, "cluster_resources", lambda: cluster)
-    assert job._resources(JobConfig(**given)) == expected
+    monkeypatch.setattr(resources.ray, "cluster_resources", lambda: cluster)
+    assert resources.worker_resources(JobConfig(**given)) == expected

@@ -18,17 +18,17 @@ import ray
 import torch
 
 from sam_batch.config import JobConfig
-from sam_batch.dataset import Dataset
-from sam_batch.frames import VideoFrames
-from sam_batch.job import run
-from sam_batch.metrics.identity import boundary_id_metrics
-from sam_batch.model import load_model
-from sam_batch.plan import plan_video
-from sam_batch.prompts import prompts_from_dicts
-from sam_batch.rle import encode
-from sam_batch.stitch import Segment, owned_ranges
+from sam_batch.dataset.reader import Dataset
+from sam_batch.dataset.rle import encode
+from sam_batch.driver.job import run
+from sam_batch.evaluation.metrics.identity import boundary_id_metrics
+from sam_batch.finish.stitch import Segment, owned_ranges
+from sam_batch.plan.chunks import plan_video
+from sam_batch.plan.prompts import prompts_from_dicts
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
-from sam_batch.tracker import ChunkTracker
+from sam_batch.track.frames import VideoFrames
+from sam_batch.track.model import load_model
+from sam_batch.track.tracker import ChunkTracker
 
 pytestmark = pytest.mark.slow
 

@@ -20,12 +20,12 @@ import ray
 import torch
 
 from sam_batch.config import JobConfig
-from sam_batch.dataset import Dataset
-from sam_batch.evaluate import evaluate, identity_f1
-from sam_batch.job import run
-from sam_batch.model import ModelSpec, load_model
+from sam_batch.dataset.reader import Dataset
+from sam_batch.driver.job import run
+from sam_batch.evaluation.evaluate import evaluate, identity_f1
 from sam_batch.models import SHIPPED, model_card, shipped
 from sam_batch.synthetic import first_frame_prompts, generate, write_davis_png, write_mp4
+from sam_batch.track.model import ModelSpec, load_model
 from sam_batch.training.data import HELD_OUT_SEEDS_END, TRAIN_SEED_BASE, make_clip
 from sam_batch.training.step import train_step
 

@@ -2,7 +2,7 @@
 user's word, nothing is numbered by chance.
 
 Every case draws its own masks (boxes and discs) and encodes them with
-``sam_batch.rle.encode``, exactly what the stitcher reads back from Parquet.
+``sam_batch.dataset.rle.encode``, exactly what the stitcher reads back from Parquet.
 Unless said otherwise: segment 0 is frames [0, 20), segment 1 is [12, 30), so
 the overlap is the 8 frames 12..19.
 """
@@ -14,8 +14,8 @@ import random
 import numpy as np
 import pytest
 
-from sam_batch.rle import encode
-from sam_batch.stitch import (
+from sam_batch.dataset.rle import encode
+from sam_batch.finish.stitch import (
     LocalTrack,
     Segment,
     frame_owner,

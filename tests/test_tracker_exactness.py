@@ -21,12 +21,12 @@ from reference import Logits, official_pass
 from sam2.build_sam import build_sam2_video_predictor
 
 from sam_batch.errors import StateMismatchError
-from sam_batch.frames import ArrayFrames, VideoFrames, prepare_frame
-from sam_batch.model import LoadedModel, ModelSpec, load_model
-from sam_batch.prompts import Prompt
-from sam_batch.state import MemoryState
+from sam_batch.plan.prompts import Prompt
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
-from sam_batch.tracker import ChunkTracker
+from sam_batch.track.frames import ArrayFrames, VideoFrames, prepare_frame
+from sam_batch.track.model import LoadedModel, ModelSpec, load_model
+from sam_batch.track.state import MemoryState
+from sam_batch.track.tracker import ChunkTracker
 
 IMAGE_SIZE = 256
 SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"

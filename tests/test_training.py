@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam_batch.model import ModelSpec, load_model
+from sam_batch.track.model import ModelSpec, load_model
 from sam_batch.training.data import MIN_PROMPT_AREA, TRAIN_SEED_BASE, make_clip
 from sam_batch.training.step import train_step
 

@@ -31,7 +31,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export._common import select_videos
 from sam_batch.export.cutout import export_cutout

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sam_batch.dataset import Dataset, MaskRow
+from sam_batch.dataset.reader import Dataset, MaskRow
+from sam_batch.dataset.schema import STATUS_OK
 from sam_batch.errors import SamBatchError
 from sam_batch.export.videofile import Encoding, VideoSink
-from sam_batch.schema import STATUS_OK
-from sam_batch.storage import Location, safe_name
+from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.video import VideoInfo, probe, read_frames
 from sam_batch.synthetic.writers import davis_palette
-from sam_batch.video import VideoInfo, probe, read_frames
 
 #: The DAVIS / PASCAL VOC palette, flat ``[r0, g0, b0, r1, ...]``; index = object id.
 PALETTE: list[int] = davis_palette()

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image
 
-from sam_batch.dataset import Dataset, MaskRow
+from sam_batch.dataset.reader import Dataset, MaskRow
 from sam_batch.errors import SamBatchError
 from sam_batch.export._common import (
     PALETTE,
@@ -37,7 +37,7 @@ from sam_batch.export._common import (
     video_dir,
     video_row,
 )
-from sam_batch.storage import Location
+from sam_batch.media.storage import Location
 
 #: Largest object id an 8-bit palette PNG can hold (0 is the background).
 MAX_PALETTE_ID = 255

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.export._common import (
     color_of,
     frames_with_masks,
@@ -31,8 +31,8 @@ from sam_batch.export._common import (
     write_video,
 )
 from sam_batch.export.videofile import Encoding, encoding_of
-from sam_batch.storage import Location
-from sam_batch.video import VideoInfo
+from sam_batch.media.storage import Location
+from sam_batch.media.video import VideoInfo
 
 
 def draw_overlay(

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export._common import (
     frames_with_masks,
@@ -38,8 +38,8 @@ from sam_batch.export._common import (
     write_video,
 )
 from sam_batch.export.videofile import Encoding, encoding_of
-from sam_batch.storage import Location
-from sam_batch.video import VideoInfo
+from sam_batch.media.storage import Location
+from sam_batch.media.video import VideoInfo
 
 Method = Literal["blur", "pixelate"]
 

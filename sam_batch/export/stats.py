@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sam_batch.dataset import Dataset
+from sam_batch.dataset.reader import Dataset
 from sam_batch.export._common import (
     color_of,
     every_frame,
@@ -40,7 +40,7 @@ from sam_batch.export._common import (
     video_dir,
     video_row,
 )
-from sam_batch.storage import Location
+from sam_batch.media.storage import Location
 
 STATS_SCHEMA = pa.schema(
     [

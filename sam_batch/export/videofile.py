@@ -27,7 +27,7 @@ import fsspec
 import numpy as np
 
 from sam_batch.errors import SamBatchError
-from sam_batch.video import VideoInfo
+from sam_batch.media.video import VideoInfo
 
 
 @dataclass(frozen=True)

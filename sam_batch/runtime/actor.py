@@ -13,8 +13,8 @@ from collections import OrderedDict
 
 import ray
 
-from sam_batch.plan import ChunkSpec
-from sam_batch.tasks import ChunkResult, VideoTask
+from sam_batch.plan.chunks import ChunkSpec
+from sam_batch.plan.tasks import ChunkResult, VideoTask
 
 #: Videos whose task an actor keeps fetched.
 TASK_CACHE = 64
@@ -24,8 +24,8 @@ class TrackerActor:
     def __init__(self, **worker_kwargs: object):
         # torch and sam2 load here, in the actor's process: the driver that imports
         # this module to declare the actor class never needs them.
-        from sam_batch.model import quiet_sam2_progress
-        from sam_batch.worker import Worker
+        from sam_batch.track.model import quiet_sam2_progress
+        from sam_batch.track.worker import Worker
 
         quiet_sam2_progress()
         self._tasks: OrderedDict[tuple[str, int], VideoTask] = OrderedDict()

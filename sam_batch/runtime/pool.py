@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import ray
 
 from sam_batch.errors import SamBatchError
-from sam_batch.model_spec import ModelIdentity
+from sam_batch.plan.model_spec import ModelIdentity
 from sam_batch.runtime.actor import actor_class
 
 log = logging.getLogger("sam_batch")

@@ -21,7 +21,7 @@ from typing import Any
 import ray
 
 from sam_batch.errors import SamBatchError
-from sam_batch.plan import ChunkSpec, SegmentPlan
+from sam_batch.plan.chunks import ChunkSpec, SegmentPlan
 from sam_batch.runtime.pool import ActorPool, Slot
 
 log = logging.getLogger("sam_batch")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage
 
-from sam_batch.rle import encode
+from sam_batch.dataset.rle import encode
 from sam_batch.synthetic.render import Clip, render_frame
 from sam_batch.synthetic.scene import Scene
 from sam_batch.synthetic.writers import frames_of

@@ -2,7 +2,7 @@
 
 A clip is a few frames of one synthetic scene with its exact per-object masks.
 Frames are rendered at a video size (like the videos users run), then prepared
-exactly as the video predictor prepares them (``sam_batch.frames.prepare_frame``:
+exactly as the video predictor prepares them (``sam_batch.track.frames.prepare_frame``:
 PIL bicubic resize to the model's square size, /255, ImageNet mean/std), so the
 model learns on the pixels it will see at inference. Masks are brought to the
 model's size by area averaging. Each object visible on the first frame gets a
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam_batch.frames import prepare_frame
 from sam_batch.synthetic import generate
+from sam_batch.track.frames import prepare_frame
 
 #: Training video seeds start here (and go up by one per training video).
 TRAIN_SEED_BASE = 10_000

@@ -6,7 +6,7 @@ video predictor's own prompt and propagation code, frames prepared as sam2's
 loader prepares them) on held-out synthetic videos (seeds below
 ``HELD_OUT_SEEDS_END``), prompted with first-visible-frame masks (the DAVIS
 semi-supervised rule) and boxes, scored with the DAVIS metric
-(``sam_batch.metrics``: J and F per object and frame, first and last frame
+(``sam_batch.evaluation.metrics``: J and F per object and frame, first and last frame
 skipped). It skips Ray, Parquet and video encoding to stay a few seconds.
 """
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sam_batch.frames import ArrayFrames
-from sam_batch.metrics import db_eval_boundary, db_eval_iou
-from sam_batch.model import LoadedModel, ModelIdentity
-from sam_batch.prompts import prompts_from_dicts
+from sam_batch.evaluation.metrics import db_eval_boundary, db_eval_iou
+from sam_batch.plan.prompts import prompts_from_dicts
 from sam_batch.synthetic import first_frame_prompts, generate
-from sam_batch.tracker import ChunkTracker
+from sam_batch.track.frames import ArrayFrames
+from sam_batch.track.model import LoadedModel, ModelIdentity
+from sam_batch.track.tracker import ChunkTracker
 
 
 def heldout_jf(model: torch.nn.Module, seeds: list[int], kinds: tuple[str, ...] = ("mask", "box"),

@@ -5,7 +5,7 @@
 
 Copies ``<run>/best.pt`` (the checkpoint with the best held-out score during
 training) as a plain fp32 ``{"model": state_dict}``, the format
-``sam_batch.model`` and sam2's own ``_load_checkpoint`` read, and writes the
+``sam_batch.track.model`` and sam2's own ``_load_checkpoint`` read, and writes the
 card: what the model is, how it was trained (seeds, steps, the exact command),
 how it was picked, and the held-out quality ``bench/quality.py`` measured.
 """

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam_batch.model import ModelSpec, load_model, quiet_sam2_progress
+from sam_batch.track.model import ModelSpec, load_model, quiet_sam2_progress
 from sam_batch.training.data import (
     HELD_OUT_SEEDS_END,
     PROMPT_KINDS,

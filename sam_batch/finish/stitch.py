@@ -46,8 +46,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from sam_batch.rle import to_coco
-from sam_batch.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
+from sam_batch.dataset.rle import to_coco
+from sam_batch.dataset.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
 
 Key = tuple[int, int]  # (segment index, local id)
 
@@ -161,7 +161,7 @@ def stitch(
     ``height`` and ``width`` are the frame size every RLE was encoded at.
 
     >>> import numpy as np
-    >>> from sam_batch.rle import encode
+    >>> from sam_batch.dataset.rle import encode
     >>> m = np.zeros((8, 8), bool); m[2:6, 2:6] = True
     >>> rle = encode(m).rle
     >>> a = Segment(0, 0, 12, [LocalTrack(1, 0, {10: rle, 11: rle})])
@@ -214,7 +214,7 @@ def volumetric_iou(
     one call per frame, without decoding a mask.
 
     >>> import numpy as np
-    >>> from sam_batch.rle import encode
+    >>> from sam_batch.dataset.rle import encode
     >>> a = np.zeros((4, 4), bool); a[:, :2] = True
     >>> b = np.zeros((4, 4), bool); b[:, 1:3] = True
     >>> l = LocalTrack(1, 0, {0: encode(a).rle, 1: encode(a).rle})

@@ -18,28 +18,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-import ray
-
 from sam_batch.config import JobConfig, Redactor
-from sam_batch.errors import ConfigError, SamBatchError
-from sam_batch.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
-from sam_batch.manifest import VideoEntry, expand_videos, read_manifest
-from sam_batch.plan import (
-    SPARSE,
-    ChunkSpec,
-    VideoPlan,
-    auto_segments,
-    plan_video,
-    sparse_indices,
-    sparse_plan,
-)
-from sam_batch.probe_cache import PROBE_DIR, probe_cached
-from sam_batch.progress import Progress
-from sam_batch.prompts import Prompt, validate_prompts
-from sam_batch.runtime.pool import ActorPool
-from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
-from sam_batch.runtime.session import ray_session
-from sam_batch.schema import (
+from sam_batch.dataset.schema import (
     DATASET_FORMAT_VERSION,
     JOB_FILE,
     MASKS_DIR,
@@ -49,10 +29,7 @@ from sam_batch.schema import (
     TRACKS_DIR,
     VIDEOS_DIR,
 )
-from sam_batch.storage import Location, safe_name
-from sam_batch.tasks import ChunkResult, VideoTask, init_state_path
-from sam_batch.video import VideoInfo
-from sam_batch.writer import (
+from sam_batch.dataset.writer import (
     STAGING_DIR,
     ObjectStats,
     mask_part_path,
@@ -60,6 +37,29 @@ from sam_batch.writer import (
     write_job_file,
     write_video_row,
 )
+from sam_batch.driver.progress import Progress
+from sam_batch.errors import ConfigError, SamBatchError
+from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
+from sam_batch.media.manifest import VideoEntry, expand_videos, read_manifest
+from sam_batch.media.probe_cache import PROBE_DIR, probe_cached
+from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.video import VideoInfo
+from sam_batch.plan.chunks import (
+    SPARSE,
+    ChunkSpec,
+    VideoPlan,
+    auto_segments,
+    plan_video,
+    sparse_indices,
+    sparse_plan,
+)
+from sam_batch.plan.prompts import Prompt, validate_prompts
+from sam_batch.plan.tasks import ChunkResult, VideoTask, init_state_path
+from sam_batch.runtime import remote
+from sam_batch.runtime.pool import ActorPool
+from sam_batch.runtime.resources import worker_resources
+from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
+from sam_batch.runtime.session import ray_session
 
 log = logging.getLogger("sam_batch")
 RUN_FILE = "_run.json"
@@ -120,7 +120,7 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
     videos = [VideoRun(e.video_id or f"row-{e.row}", VideoJob(e)) for e in entries]
     progress = progress or Progress(config.progress)
     with ray_session(config.address, num_gpus=0 if config.device == "cpu" else None):
-        workers, gpus, cpus = _resources(config)
+        workers, gpus, cpus = worker_resources(config)
         pool = ActorPool(workers, gpus, cpus, _worker_kwargs(config, cpus))
         try:
             scheduler = Scheduler(pool, config.max_active_videos or 2 * workers + 2,
@@ -177,11 +177,11 @@ class _VideoHooks:
         self.workers = workers
         self.num_videos = num_videos
         self.discovery = config.discovery()
-        self._probe = ray.remote(num_cpus=0)(probe_cached)
-        self._finalize = ray.remote(num_cpus=0)(finalize_video)
-        self._stitch = ray.remote(num_cpus=0)(finalize_stitched)
+        self._probe = remote.light_task(probe_cached)
+        self._finalize = remote.light_task(finalize_video)
+        self._stitch = remote.light_task(finalize_stitched)
 
-    def prepare(self, video: VideoRun) -> ray.ObjectRef | None:
+    def prepare(self, video: VideoRun) -> remote.ObjectRef | None:
         job: VideoJob = video.payload
         if job.entry.error:
             video.status, video.error = "failed", self.redactor.scrub(job.entry.error)
@@ -222,7 +222,7 @@ class _VideoHooks:
             if seg.seeded and prompts and config.sparse_step:
                 job.waiting[seg.index] = task  # its seeds come from the sparse pass
             else:
-                chain.task_ref = ray.put(task)
+                chain.task_ref = remote.put(task)
             video.chains.append(chain)
         self._resume(video, job)
         if job.waiting:
@@ -242,7 +242,7 @@ class _VideoHooks:
                        prompts=tuple(replace(p, frame=local[p.frame]) for p in prompts
                                      if p.frame in local))
         seg = sparse_plan(video.video_id, len(indices), self.config.chunk_frames)
-        return Chain(seg, task_ref=ray.put(task))
+        return Chain(seg, task_ref=remote.put(task))
 
     def chunk_done(self, video: VideoRun, chain: Chain, result: ChunkResult) -> None:
         """A sparse-pass chunk: hand its masks to the segments starting in it as seeds."""
@@ -262,7 +262,7 @@ class _VideoHooks:
             seeds = tuple(Prompt(obj_id=obj, frame=seg.start, mask_rle=mask, mask_size=size)
                           for obj, mask in found.get(seg.start, ()) if obj not in prompted)
             del job.waiting[seg.index]
-            next(c for c in video.chains if c.segment is seg).task_ref = ray.put(
+            next(c for c in video.chains if c.segment is seg).task_ref = remote.put(
                 replace(task, prompts=seeds + task.prompts))
 
     def _resume(self, video: VideoRun, job: VideoJob) -> None:
@@ -274,7 +274,7 @@ class _VideoHooks:
         first = init_state_path(video.video_id)
         if not self.out.exists(first):
             return
-        from sam_batch.state import MemoryState  # torch, only when there is a state to read
+        from sam_batch.track.state import MemoryState  # torch, only when there is a state to read
 
         first_data = self.out.read(first)
         if MemoryState.from_bytes(first_data).extra.get("fingerprint") != job.fingerprint:
@@ -291,7 +291,7 @@ class _VideoHooks:
             video.chunks_done += pos
             chain.next = pos
             if chain.task_ref is None:  # its seeds are in its init state already
-                chain.task_ref = ray.put(job.waiting.pop(chain.segment.index))
+                chain.task_ref = remote.put(job.waiting.pop(chain.segment.index))
             if pos == len(chain.chunks):
                 chain.done = True
                 continue
@@ -300,7 +300,7 @@ class _VideoHooks:
                 data = self.out.read(state_path(done.video_id, done.segment, done.chunk_idx))
             else:
                 data = first_data if init == first else self.out.read(init)
-            chain.states[pos] = ray.put(data)
+            chain.states[pos] = remote.put(data)
 
     def _committed(self, spec: ChunkSpec, staged: bool) -> bool:
         """A chunk's part and its state checkpoint both exist (the part is written last)."""
@@ -308,7 +308,7 @@ class _VideoHooks:
         return self.out.exists(part) and self.out.exists(
             state_path(spec.video_id, spec.segment, spec.chunk_idx))
 
-    def finish(self, video: VideoRun) -> ray.ObjectRef | int:
+    def finish(self, video: VideoRun) -> remote.ObjectRef | int:
         """The tracks table: written here when this run saw every chunk's stats (a few
         rows, no need to wait for a task's process), else by a task that reads them
         back from the committed parts (resumed videos) or stitches the segments."""
@@ -407,30 +407,6 @@ def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segmen
     blob = json.dumps([config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames,
                        segments], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _resources(config: JobConfig) -> tuple[int, float, float]:
-    """Workers, GPUs and CPUs per worker: explicit values, else what the cluster has.
-
-    ``device: cuda`` asks for GPUs even when the cluster has none yet (a GPU group
-    autoscaled to zero grows for the actors' requests); sizing the pool from the
-    GPUs present at start would give it one CPU actor that cannot load a CUDA
-    model. Such a cluster needs ``workers`` to know how many to ask for.
-    """
-    total = ray.cluster_resources()
-    gpus_total = total.get("GPU", 0.0) if config.device != "cpu" else 0.0
-    gpus = config.gpus_per_worker
-    if gpus is None:
-        gpus = 1.0 if gpus_total >= 1 or config.device == "cuda" else 0.0
-    if gpus and gpus_total < gpus and not config.workers:
-        log.warning("the cluster has no free GPU yet; starting 1 worker and waiting for the "
-                    "autoscaler (set workers to ask for more)")
-    workers = config.workers or (max(1, int(gpus_total // gpus)) if gpus else 1)
-    cpus = config.cpus_per_worker
-    if cpus is None:  # a fair share of the cores, for decoding and (on CPU) the model
-        cpus = max(1.0, float(int(total.get("CPU", 1.0) // workers)))
-        cpus = min(cpus, 8.0) if gpus else cpus
-    return workers, gpus, cpus
 
 
 def _worker_kwargs(config: JobConfig, cpus: float) -> dict[str, Any]:

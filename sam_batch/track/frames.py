@@ -86,12 +86,12 @@ class VideoFrames:
 
     @classmethod
     def open(cls, url: str, storage_options: dict | None = None) -> VideoFrames:
-        from sam_batch.video import probe
+        from sam_batch.media.video import probe
 
         return cls(probe(url, storage_options), storage_options)
 
     def read(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
-        from sam_batch.video import read_frames
+        from sam_batch.media.video import read_frames
 
         return read_frames(self.info, start, end, self.storage_options)
 

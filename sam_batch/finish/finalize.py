@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sam_batch.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
-from sam_batch.storage import Location, safe_name
-from sam_batch.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
+from sam_batch.dataset.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
+from sam_batch.dataset.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
+from sam_batch.media.storage import Location, safe_name
 
 
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
@@ -103,9 +103,9 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     """
     # Imported here: they bring torch and scipy, which the common finalize_video
     # (one remote task per video, in a light worker process) never needs.
-    from sam_batch.discover import Lifecycle
-    from sam_batch.state import MemoryState
-    from sam_batch.stitch import LocalTrack, Segment, owned_ranges, stitch
+    from sam_batch.finish.stitch import LocalTrack, Segment, owned_ranges, stitch
+    from sam_batch.plan.discovery import Lifecycle
+    from sam_batch.track.state import MemoryState
 
     loc = Location(output_url, storage_options)
     name = safe_name(video_id)

@@ -5,7 +5,7 @@ scored exactly as the DAVIS 2017 benchmark scores them), and are the ids
 right (IDF1 and ID switches of a stitched run against a reference run).
 """
 
-from sam_batch.metrics.davis import (
+from sam_batch.evaluation.metrics.davis import (
     JF,
     Scores,
     VideoScores,
@@ -17,7 +17,7 @@ from sam_batch.metrics.davis import (
     seg2bmap,
     summarize,
 )
-from sam_batch.metrics.identity import (
+from sam_batch.evaluation.metrics.identity import (
     BoundaryIdentity,
     IdentityMetrics,
     Tracks,

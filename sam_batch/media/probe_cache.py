@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from sam_batch.storage import Location, safe_name
-from sam_batch.video import probe
+from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.video import probe
 
 #: Where a job keeps its probes (a resumed job reads them back instead of probing).
 PROBE_DIR = "_probe"

@@ -1,7 +1,7 @@
 """Build a SAM 2 video model from a config name and weights, and say who it is.
 
 What to build (``ModelSpec``) and who a built model is (``ModelIdentity``) are
-plain values in ``sam_batch.model_spec``, importable without torch; they are
+plain values in ``sam_batch.plan.model_spec``, importable without torch; they are
 re-exported here.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sam_batch.errors import ModelError
-from sam_batch.model_spec import (
+from sam_batch.plan.model_spec import (
     DEFAULT_CONFIG,
     HF_CHECKPOINTS,
     SAM2_CONFIGS,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import fsspec
 
 from sam_batch.errors import ManifestError, PromptError
-from sam_batch.prompts import Prompt
+from sam_batch.plan.prompts import Prompt
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mpg", ".mpeg")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sam_batch import rle
+from sam_batch.dataset import rle
 from sam_batch.errors import PromptError
 
 

@@ -1,6 +1,6 @@
 """Score a sam_batch dataset against ground truth with DAVIS 2017 semi-supervised J&F.
 
-The metric is :mod:`sam_batch.metrics.davis`, rule for rule the official one;
+The metric is :mod:`sam_batch.evaluation.metrics.davis`, rule for rule the official one;
 this module only feeds it. Ground truth is either a folder of DAVIS palette
 PNG folders (``<gt>/<video>/00000.png``, the layout of DAVIS ``Annotations``,
 of ``synthetic.write_davis_png`` and of our ``davis`` export) or another
@@ -46,11 +46,11 @@ from urllib.parse import unquote
 import numpy as np
 from PIL import Image
 
-from sam_batch.dataset import Dataset, MaskRow
+from sam_batch.dataset.reader import Dataset, MaskRow
+from sam_batch.dataset.rle import encode as rle_encode
+from sam_batch.dataset.schema import VIDEOS_DIR
 from sam_batch.errors import SamBatchError
-from sam_batch.export._common import every_frame
-from sam_batch.export.davis import label_map
-from sam_batch.metrics import (
+from sam_batch.evaluation.metrics import (
     JF,
     Scores,
     VideoScores,
@@ -59,10 +59,10 @@ from sam_batch.metrics import (
     db_statistics,
     summarize,
 )
-from sam_batch.metrics.identity import identity_metrics
-from sam_batch.rle import encode as rle_encode
-from sam_batch.schema import VIDEOS_DIR
-from sam_batch.storage import Location, safe_name
+from sam_batch.evaluation.metrics.identity import identity_metrics
+from sam_batch.export._common import every_frame
+from sam_batch.export.davis import label_map
+from sam_batch.media.storage import Location, safe_name
 
 #: PNG value that marks pixels not to score (DAVIS convention).
 VOID = 255
@@ -235,7 +235,7 @@ def evaluate(
     """DAVIS 2017 semi-supervised J&F of the dataset at ``pred_url`` against ``gt``.
 
     ``storage_options`` (fsspec) serve both. ``skip_first_last`` and
-    ``bound_th`` are the metric's (:func:`sam_batch.metrics.evaluate_video`).
+    ``bound_th`` are the metric's (:func:`sam_batch.evaluation.metrics.evaluate_video`).
 
     >>> evaluate("/runs/davis-val", "/data/DAVIS/Annotations/480p").overall.jf  # doctest: +SKIP
     0.874

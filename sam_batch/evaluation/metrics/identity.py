@@ -35,7 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from sam_batch.rle import to_coco
+from sam_batch.dataset.rle import to_coco
 
 #: ``{frame_idx: {obj_id: rle}}``, the masks of one video as the dataset stores them.
 Tracks = Mapping[int, Mapping[int, str]]
@@ -95,7 +95,7 @@ def identity_metrics(
     """IDF1 and ID switches of ``pred`` against ``ref``, on ``frames`` (default: all).
 
     >>> import numpy as np
-    >>> from sam_batch.rle import encode
+    >>> from sam_batch.dataset.rle import encode
     >>> a = np.zeros((8, 8), bool); a[:4] = True
     >>> rle = encode(a).rle
     >>> ref = {0: {1: rle}, 1: {1: rle}}
@@ -124,7 +124,7 @@ def boundary_id_metrics(
     later one, so ``overall.id_switches`` can exceed the per-boundary sum.
 
     >>> import numpy as np
-    >>> from sam_batch.rle import encode
+    >>> from sam_batch.dataset.rle import encode
     >>> a = np.zeros((8, 8), bool); a[:4] = True
     >>> ref = {f: {1: encode(a).rle} for f in range(10)}
     >>> pred = {f: {1 if f < 5 else 2: encode(a).rle} for f in range(10)}

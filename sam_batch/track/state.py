@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from sam_batch.errors import StateMismatchError
-from sam_batch.model_spec import ModelIdentity
+from sam_batch.plan.model_spec import ModelIdentity
 
 STATE_FORMAT = "sam_batch.memory_state"
 STATE_VERSION = 1

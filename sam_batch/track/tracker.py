@@ -16,9 +16,9 @@ upcast to float32, which is exact, so every result the official predictor
 produces is reproduced bit for bit and the failing case runs.
 
 >>> import numpy as np
->>> from sam_batch.model import ModelSpec, load_model
->>> from sam_batch.frames import ArrayFrames
->>> from sam_batch.prompts import Prompt
+>>> from sam_batch.track.model import ModelSpec, load_model
+>>> from sam_batch.track.frames import ArrayFrames
+>>> from sam_batch.plan.prompts import Prompt
 >>> model = load_model(ModelSpec(random_weights=True, image_size=128, device="cpu"))
 >>> video = ArrayFrames(np.zeros((4, 48, 64, 3), np.uint8))
 >>> tracker = ChunkTracker(model)
@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from sam_batch.errors import PromptError, SamBatchError
-from sam_batch.frames import FrameSource, prepare_frame, read_one
-from sam_batch.model import LoadedModel, inference
-from sam_batch.prompts import Prompt, validate_prompts
-from sam_batch.state import FrameMemory, MemoryState, ObjectMemory
+from sam_batch.plan.prompts import Prompt, validate_prompts
+from sam_batch.track.frames import FrameSource, prepare_frame, read_one
+from sam_batch.track.model import LoadedModel, inference
+from sam_batch.track.state import FrameMemory, MemoryState, ObjectMemory
 
 
 @dataclass(frozen=True)

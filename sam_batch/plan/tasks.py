@@ -3,7 +3,7 @@
 A ``VideoTask`` says which video a worker tracks and with which prompts; a
 ``ChunkResult`` is what the driver learns of a finished chunk (its masks stay in
 the committed part). Both are small frozen dataclasses Ray pickles; the driver
-imports them without the model code of ``sam_batch.worker``.
+imports them without the model code of ``sam_batch.track.worker``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sam_batch.plan import ChunkSpec
-from sam_batch.prompts import Prompt
-from sam_batch.storage import safe_name
-from sam_batch.video import VideoInfo
-from sam_batch.writer import ObjectStats
+from sam_batch.dataset.writer import ObjectStats
+from sam_batch.media.storage import safe_name
+from sam_batch.media.video import VideoInfo
+from sam_batch.plan.chunks import ChunkSpec
+from sam_batch.plan.prompts import Prompt
 
 #: Seed masks a sparse pass hands to segment starts: ``{frame: ((obj_id, rle), ...)}``.
 Seeds = dict[int, tuple[tuple[int, str], ...]]

@@ -9,7 +9,7 @@ is ``ChunkMasks``: the encoded rows of one chunk plus per-object statistics the
 driver needs for the tracks table without reading masks back.
 
 >>> import tempfile, numpy as np
->>> from sam_batch.storage import Location
+>>> from sam_batch.media.storage import Location
 >>> rows = ChunkMasks("clip", chunk_idx=0)
 >>> encoded = rows.add(frame_idx=0, time_s=0.0, obj_ids=(1,), masks=np.ones((1, 4, 4), bool),
 ...                    scores=np.array([0.9], np.float32))
@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sam_batch import rle
-from sam_batch.schema import (
+from sam_batch.dataset import rle
+from sam_batch.dataset.schema import (
     JOB_FILE,
     MASKS_DIR,
     MASKS_SCHEMA,
@@ -42,7 +42,7 @@ from sam_batch.schema import (
     VIDEOS_DIR,
     VIDEOS_SCHEMA,
 )
-from sam_batch.storage import Location, safe_name
+from sam_batch.media.storage import Location, safe_name
 
 
 @dataclass

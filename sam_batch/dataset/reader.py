@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sam_batch import rle
-from sam_batch.errors import SamBatchError
-from sam_batch.schema import (
+from sam_batch.dataset import rle
+from sam_batch.dataset.schema import (
     JOB_FILE,
     MASKS_DIR,
     MASKS_SCHEMA,
@@ -30,7 +29,8 @@ from sam_batch.schema import (
     VIDEOS_DIR,
     VIDEOS_SCHEMA,
 )
-from sam_batch.storage import Location, safe_name
+from sam_batch.errors import SamBatchError
+from sam_batch.media.storage import Location, safe_name
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Scoring a dataset: J&F and identity metrics against ground truth or a reference run."""

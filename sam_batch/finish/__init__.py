@@ -1,0 +1,1 @@
+"""Finishing a video: stitch segments into global ids (pure), then commit its parts."""
