@@ -1,4 +1,5 @@
-"""Shared fixtures: a real S3 server on 127.0.0.1 (moto), started once per session.
+"""Shared fixtures: a real S3 server on 127.0.0.1 (moto), started once per session, and
+a local Ray on 127.0.0.1 for the modules that run whole jobs.
 
 Object storage is tested against a real HTTP S3 endpoint, not a patched client, so
 s3fs, botocore and our retries run exactly as they do against AWS. Run the tests
@@ -66,3 +67,13 @@ def s3() -> Iterator[S3]:
         yield S3(endpoint_url=endpoint_url, bucket=bucket, storage_options=storage_options)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local two-CPU Ray on 127.0.0.1 for one test module; jobs join it, not start one."""
+    import ray  # only the modules that run jobs pay for importing Ray
+
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()

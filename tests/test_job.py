@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
 from media import write_audio_only, write_video_without_frames
 from pycocotools import mask as mask_utils
@@ -31,13 +30,6 @@ from sam_batch.media.video import read_frames
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def make_video(

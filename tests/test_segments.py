@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 
 from sam_batch.config import JobConfig
@@ -35,13 +34,6 @@ pytestmark = pytest.mark.slow
 FRAMES, OVERLAP = 30, 4
 #: Random weights score low: let every proposal through so discovery has work.
 PERMISSIVE = {"pred_iou_thresh": 0.0, "stability_thresh": 0.0, "points_per_side": 4}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from sam_batch.config import JobConfig
@@ -103,13 +102,6 @@ def test_training_step_runs_and_learns_one_clip(one_thread):
 def test_held_out_seeds_are_refused_for_training():
     with pytest.raises(ValueError, match="held-out"):
         make_clip(5, 64, 3, np.random.default_rng(0))
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
