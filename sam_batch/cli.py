@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sam_batch.driver.job import _entries, plan_for
+    from sam_batch.driver.job import plan_for, video_entries
     from sam_batch.media.video import probe
     from sam_batch.plan.prompts import validate_prompts
 
@@ -96,7 +96,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         config.output = "(plan)"
     config.validate()
     redactor = args.redactor
-    entries = _entries(config)
+    entries = video_entries(config)
 
     def one(entry):  # probe is I/O bound: a few at a time
         if entry.error:

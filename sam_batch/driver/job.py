@@ -112,7 +112,7 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
     t0 = time.monotonic()
 
     # 1. What to do: manifest rows or globbed URLs, each checked up front.
-    entries = _entries(config)
+    entries = video_entries(config)
     # 2. Where to: a fresh dataset, or this same job resumed.
     out = Location(config.output, config.storage_options)
     _open_output(out, config, redactor)
@@ -369,7 +369,8 @@ def plan_for(config: JobConfig, video_id: str, num_frames: int, workers: int,
     return plan_video(video_id, num_frames, config.chunk_frames, int(segments), config.overlap)
 
 
-def _entries(config: JobConfig) -> list[VideoEntry]:
+def video_entries(config: JobConfig) -> list[VideoEntry]:
+    """The job's videos, from its manifest or its globbed URLs, each checked up front."""
     if config.manifest:
         return read_manifest(config.manifest, config.inputs_storage())
     return expand_videos(config.videos, config.inputs_storage())

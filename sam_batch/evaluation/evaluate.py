@@ -60,7 +60,7 @@ from sam_batch.evaluation.metrics import (
     summarize,
 )
 from sam_batch.evaluation.metrics.identity import identity_metrics
-from sam_batch.export._common import every_frame
+from sam_batch.export.common import every_frame
 from sam_batch.export.davis import label_map
 from sam_batch.media.storage import Location, safe_name
 

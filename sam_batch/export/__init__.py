@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.export._common import select_videos
+from sam_batch.export.common import select_videos
 from sam_batch.export.cutout import export_cutout
 from sam_batch.export.davis import export_davis, export_per_object
 from sam_batch.export.overlay import export_overlay

@@ -31,7 +31,7 @@ from PIL import Image, ImageColor, ImageOps
 
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.export._common import (
+from sam_batch.export.common import (
     frames_with_masks,
     parse_objects,
     rgb_png,

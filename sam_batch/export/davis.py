@@ -30,7 +30,7 @@ from PIL import Image
 
 from sam_batch.dataset.reader import Dataset, MaskRow
 from sam_batch.errors import SamBatchError
-from sam_batch.export._common import (
+from sam_batch.export.common import (
     PALETTE,
     every_frame,
     parse_objects,

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from sam_batch.dataset.reader import Dataset
-from sam_batch.export._common import (
+from sam_batch.export.common import (
     color_of,
     frames_with_masks,
     parse_objects,

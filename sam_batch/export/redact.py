@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.export._common import (
+from sam_batch.export.common import (
     frames_with_masks,
     parse_objects,
     selected,

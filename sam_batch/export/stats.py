@@ -31,7 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sam_batch.dataset.reader import Dataset
-from sam_batch.export._common import (
+from sam_batch.export.common import (
     color_of,
     every_frame,
     local_file,

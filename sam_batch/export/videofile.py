@@ -5,7 +5,7 @@ up with it: the same number of frames, each shown at the source frame's time
 (the source's pts and time base are reused, so variable frame rate survives),
 and the source's audio packets copied unchanged, interleaved by time. The
 video is encoded into a local file and published once complete
-(``_common.local_file``), because encoders and muxers want a seekable file and
+(``common.local_file``), because encoders and muxers want a seekable file and
 an object store wants one upload.
 
 How to encode is data: an :class:`Encoding` (codec, pixel format, codec

@@ -34,7 +34,7 @@ from typing import IO
 
 from sam_batch import __version__
 from sam_batch.dataset.reader import Dataset
-from sam_batch.export._common import every_frame, local_file, split_target, video_dir, video_row
+from sam_batch.export.common import every_frame, local_file, split_target, video_dir, video_row
 from sam_batch.media.storage import Location
 
 CategoryMap = Mapping[int, int] | Mapping[tuple[str, int], int] | Callable[[str, int], int]
