@@ -36,3 +36,24 @@ def test_the_contracts_fail_when_plan_imports_ray(tmp_path):
     assert done.returncode != 0, done.stdout + done.stderr
     assert "Ray is imported only in runtime BROKEN" in done.stdout
     assert "sam_batch.plan.chunks -> ray" in done.stdout
+
+
+def test_inspect_export_and_eval_never_import_torch(tmp_path):
+    """Reading a finished dataset needs no model: those commands start without torch, sam2
+    or Ray (``eval`` scores the dataset against itself as the reference run)."""
+    from datasetkit import build_dataset
+
+    built = build_dataset(tmp_path / "ds", audio=False)
+    script = (
+        "import sys\n"
+        "from sam_batch.cli import main\n"
+        f"assert main(['inspect', {built.url!r}]) == 0\n"
+        f"assert main(['export', {built.url!r}, '--format', 'davis', "
+        f"'--out', {str(tmp_path / 'davis')!r}]) == 0\n"
+        f"assert main(['eval', {built.url!r}, '--gt', {built.url!r}]) == 0\n"
+        "print('torch' in sys.modules, 'sam2' in sys.modules, 'ray' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False False False", done.stdout + done.stderr
