@@ -8,8 +8,17 @@ import os
 from collections.abc import Iterator
 
 import ray
+from ray._private import ray_constants
 
 log = logging.getLogger("sam_batch")
+
+#: Ray's switch between a local-only instance and a node of a cluster. Off, every
+#: process of the instance (GCS, raylet, agents, workers) takes 127.0.0.1 as the
+#: node's address and binds there; on (Ray's default on Linux), ``ray.init`` turns
+#: a 127.0.0.1 node address into the machine's own and binds GCS, raylet and
+#: workers to every interface. The children read the variable; this process
+#: read it when Ray was imported, so its copy is switched too.
+_LOCAL_ONLY_VAR = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 
 
 @contextlib.contextmanager
@@ -17,10 +26,10 @@ def ray_session(address: str | None, num_cpus: int | None = None,
                 num_gpus: int | None = None) -> Iterator[None]:
     """With an address (or ``RAY_ADDRESS``): that cluster. Without: a local Ray.
 
-    The embedded Ray binds to 127.0.0.1: nothing outside this machine needs to
-    reach it, and on hosts that block traffic to their own address it is the
-    only address that works. A Ray already initialised by the caller is used
-    as it is and left running.
+    The embedded Ray listens on 127.0.0.1 only, every process of it: a laptop or
+    a cloud VM running a local job exposes nothing, and on hosts that block
+    traffic to their own address it is the only address that works. A Ray
+    already initialised by the caller is used as it is and left running.
     """
     if ray.is_initialized():
         yield
@@ -28,7 +37,12 @@ def ray_session(address: str | None, num_cpus: int | None = None,
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
-    else:
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    with _local_only():
         ray.init(
             address="local",
             _node_ip_address="127.0.0.1",
@@ -38,7 +52,25 @@ def ray_session(address: str | None, num_cpus: int | None = None,
             logging_level=logging.WARNING,
             log_to_driver=True,
         )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _local_only() -> Iterator[None]:
+    """Ray as a local-only instance while inside; as it was afterwards (a later
+    ``ray.init(address=...)`` in the same process joins clusters as usual)."""
+    before_env = os.environ.get(_LOCAL_ONLY_VAR)
+    before_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_LOCAL_ONLY_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(_LOCAL_ONLY_VAR, None)
+        else:
+            os.environ[_LOCAL_ONLY_VAR] = before_env
