@@ -228,8 +228,9 @@ def start_cluster() -> str:
     embedded Ray's start and stop. Both sides run while its idle processes are up."""
     import ray
 
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-             num_gpus=0)
+    from sam_batch.runtime.session import init_local
+
+    init_local(num_gpus=0)
     address = ray.get_runtime_context().gcs_address
     print(f"jobs join the Ray at {address}", flush=True)
     return address

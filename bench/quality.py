@@ -18,8 +18,8 @@ Rows:
 - ``discovery``: no prompts, ``discover="every:K"``; scored by IDF1 of the
   discovered tracks against the truth (runs where JobConfig has ``discover``).
 
-    /work/shared/tools/loopback-only python bench/quality.py                 # 20 videos
-    /work/shared/tools/loopback-only python bench/quality.py --videos 4 --frames 24 --skip discovery
+    python bench/quality.py                 # 20 videos
+    python bench/quality.py --videos 4 --frames 24 --skip discovery
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's pictures, made by the project's own commands on the demo's sample video:
 # an overlay frame (masks and ids over the source) and the area-over-time plot.
-#   ../shared/tools/loopback-only docs/make_pictures.sh     (here: Ray on loopback only)
+#   docs/make_pictures.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${TMPDIR:-/tmp}/sam_batch_pictures"

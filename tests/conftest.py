@@ -2,12 +2,14 @@
 a local Ray on 127.0.0.1 for the modules that run whole jobs.
 
 Object storage is tested against a real HTTP S3 endpoint, not a patched client, so
-s3fs, botocore and our retries run exactly as they do against AWS. Run the tests
-inside ``/work/shared/tools/loopback-only`` (only 127.0.0.1 is reachable there).
+s3fs, botocore and our retries run exactly as they do against AWS. Both servers
+listen on 127.0.0.1 only, and so does every Ray the tests start, in-process, with
+``ray start`` or as a multi-node ``ray.cluster_utils.Cluster``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,11 @@ import boto3
 import fsspec
 import pytest
 from moto.server import ThreadedMotoServer
+
+# Ray's switch for a local-only instance (see sam_batch.runtime.session), for the
+# Rays the tests start themselves; set before Ray is imported, which reads it then,
+# and inherited by `ray start` and every process a Ray starts.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ def ray_local() -> Iterator[None]:
     """A local two-CPU Ray on 127.0.0.1 for one test module; jobs join it, not start one."""
     import ray  # only the modules that run jobs pay for importing Ray
 
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+    from sam_batch.runtime.session import init_local
+
+    init_local(num_cpus=2)
     yield
     ray.shutdown()

@@ -25,6 +25,7 @@ from ray.cluster_utils import Cluster
 
 from sam_batch.config import JobConfig
 from sam_batch.driver.job import run
+from sam_batch.runtime.session import init_local
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,7 @@ def test_actor_killed_mid_chunk_is_retried_and_the_dataset_equals_a_clean_run(
     manifest, clean, tmp_path
 ):
     out = tmp_path / "ds"
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+    init_local(num_cpus=2)
     try:
         thread, result = run_in_thread(config(manifest, out))
         wait_for_part(out, 1)

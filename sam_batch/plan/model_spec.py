@@ -2,7 +2,7 @@
 
 Two runs can only be compared, and a memory state can only be continued, on the
 same model: same config, image size, weights, sam2 version, numeric precision
-and hole filling (SAM2_NOTES.md: the CUDA-only hole filler changes tracking).
+and hole filling (docs/sam2-notes.md: the CUDA-only hole filler changes tracking).
 ``ModelIdentity`` records exactly those; every memory state carries one.
 ``sam_batch.track.model`` builds the model; this module is what the driver, configs
 and states need of it, so that a job's driver never imports torch.

@@ -183,7 +183,7 @@ def _load_state_dict(predictor: torch.nn.Module, state_dict: dict, url: str | No
 
 
 def _hole_filling_works(device: torch.device) -> bool:
-    """Whether sam2's CUDA connected-components kernel runs here (SAM2_NOTES.md)."""
+    """Whether sam2's CUDA connected-components kernel runs in this process (docs/sam2-notes.md)."""
     if device.type != "cuda":
         return False
     try:

@@ -51,7 +51,7 @@ def ship(run: Path, command: str, quality: dict | None, name: str = "sam-batch-t
     target = models / f"{name}.pt"
     torch.save({"model": state}, target)
     data = target.read_bytes()
-    cfg = history["config"]
+    cfg = portable_paths(history["config"])
     card = {
         "name": name,
         "config": f"{name}.yaml",
@@ -99,8 +99,33 @@ def _picked(history: dict, checkpoint: str, why: str) -> str:
     return f"{text}; {why}" if why else text
 
 
+def portable_paths(cfg: dict, cwd: Path | None = None) -> dict:
+    """A run's settings with its paths as a reader can use them: the shipped YAML by
+    its place in the repository, anything under the working folder relative to it,
+    and a path elsewhere by its last two parts (``runs/B``), never a machine's own.
+
+    >>> portable_paths({"out": "/scratch/s11/runs/B", "init": "",
+    ...                 "config": "/src/x/sam_batch/models/sam-batch-tiny.yaml"}, Path("/src"))
+    {'out': 'runs/B', 'init': '', 'config': 'sam_batch/models/sam-batch-tiny.yaml'}
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    out = dict(cfg)
+    for key in ("out", "config", "init"):
+        value = out.get(key)
+        if not value or not Path(value).is_absolute():
+            continue
+        path = Path(value)
+        if path.parent.name == "models" and path.parent.parent.name == "sam_batch":
+            out[key] = f"sam_batch/models/{path.name}"
+        elif path.is_relative_to(cwd):
+            out[key] = str(path.relative_to(cwd))
+        else:
+            out[key] = str(Path(*path.parts[-2:]))
+    return out
+
+
 def _phase(history: dict) -> dict:
-    return {"config": history["config"], "steps": history["steps"],
+    return {"config": portable_paths(history["config"]), "steps": history["steps"],
             "video_seeds": history["train_seeds"], "minutes": history.get("minutes")}
 
 
