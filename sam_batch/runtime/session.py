@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import ray
 from ray._private import ray_constants
@@ -37,25 +38,24 @@ def ray_session(address: str | None, num_cpus: int | None = None,
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
-        try:
-            yield
-        finally:
-            ray.shutdown()
-        return
+    else:
+        init_local(num_cpus=num_cpus, num_gpus=num_gpus, logging_level=logging.WARNING,
+                   log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def init_local(**init_kwargs: Any) -> None:
+    """``ray.init`` of a local instance whose every process listens on 127.0.0.1.
+
+    The switch is needed only while Ray starts: its processes read it then, and
+    once this process is a node its address is the node's, not guessed again.
+    """
     with _local_only():
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            logging_level=logging.WARNING,
-            log_to_driver=True,
-        )
-        try:
-            yield
-        finally:
-            ray.shutdown()
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 **init_kwargs)
 
 
 @contextlib.contextmanager
