@@ -188,8 +188,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                     storage_options=args.storage_options, **options)
     for url in result.outputs:
         print(url)
-    print(f"exported {len(result.videos)} video(s) as {result.fmt} to {result.out_url}")
-    return 0
+    print(f"exported {len(result.videos)} video(s) as {result.fmt} to {result.out_url}"
+          + (f", {len(result.failed)} failed" if result.failed else ""))
+    for video_id, error in result.failed:
+        print(f"  failed {video_id}: {error}")
+    return 0 if result.ok else 1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

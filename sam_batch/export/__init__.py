@@ -14,6 +14,9 @@ registered in :data:`FORMATS`:
 ``stats``        area/bbox/centroid table and area plots (:mod:`.stats`)
 ===============  ==========================================================
 
+A video export (overlay, cutout, redact) that cannot write one video goes
+on with the others and names it in ``Exported.failed``.
+
 Every export reads the dataset one video at a time and one mask part at a
 time, and writes to a local path or any fsspec URL, each file whole or not
 at all. ``videos=None`` exports every video whose status is ``ok``.
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
-from sam_batch.export.common import select_videos
+from sam_batch.export.common import VideosFailed, select_videos
 from sam_batch.export.cutout import export_cutout
 from sam_batch.export.davis import export_davis, export_per_object
 from sam_batch.export.overlay import export_overlay
@@ -61,12 +64,18 @@ FORMATS: dict[str, Writer] = {
 
 @dataclass(frozen=True)
 class Exported:
-    """What an export wrote: the videos and the top-level URLs (folders or files)."""
+    """What an export wrote: the videos and the top-level URLs (folders or files), and
+    the videos that could not be exported, each with its error."""
 
     fmt: str
     out_url: str
     videos: tuple[str, ...]
     outputs: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
 
 def options_of(fmt: str) -> list[str]:
@@ -107,7 +116,12 @@ def export(
         )
     ds = Dataset(dataset_url, storage_options)
     chosen = select_videos(ds, videos)
-    outputs = writer(ds, chosen, out_url, storage_options, **options)
+    try:
+        outputs = writer(ds, chosen, out_url, storage_options, **options)
+    except VideosFailed as e:  # the video formats go on past a video they cannot export
+        bad = {v for v, _ in e.failed}
+        return Exported(fmt, out_url, tuple(v for v in chosen if v not in bad),
+                        tuple(e.written), tuple(e.failed))
     return Exported(fmt, out_url, tuple(chosen), tuple(outputs))
 
 

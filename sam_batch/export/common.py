@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from sam_batch.export.videofile import Encoding, VideoSink
 from sam_batch.media.storage import Location, safe_name
 from sam_batch.media.video import VideoInfo, probe, read_frames
 from sam_batch.synthetic.writers import davis_palette
+
+log = logging.getLogger("sam_batch")
 
 #: The DAVIS / PASCAL VOC palette, flat ``[r0, g0, b0, r1, ...]``; index = object id.
 PALETTE: list[int] = davis_palette()
@@ -67,6 +70,36 @@ def select_videos(ds: Dataset, videos: Iterable[str] | None) -> list[str]:
                 f"({rows[video_id][0]['error']}); it has no masks to export"
             )
     return chosen
+
+
+class VideosFailed(SamBatchError):
+    """Some videos could not be exported; every other one was (``written``)."""
+
+    def __init__(self, written: list[str], failed: list[tuple[str, str]]):
+        self.written = written
+        self.failed = failed
+        super().__init__("; ".join(f"{v}: {e}" for v, e in failed))
+
+
+def each_video(videos: Iterable[str], export_one: Callable[[str], list[str]]) -> list[str]:
+    """``export_one(video_id)`` for every video, in order; the URLs they wrote.
+
+    A video that cannot be exported (an odd source, a missing file) does not stop
+    the others: its error is kept, and :class:`VideosFailed` names every such video
+    once all the others are written.
+    """
+    written: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for video_id in videos:
+        try:
+            written += export_one(video_id)
+        except Exception as e:  # one video's failure, reported at the end
+            message = str(e) if isinstance(e, SamBatchError) else f"{type(e).__name__}: {e}"
+            log.warning("video %r not exported: %s", video_id, message)
+            failed.append((video_id, message))
+    if failed:
+        raise VideosFailed(written, failed)
+    return written
 
 
 def video_row(ds: Dataset, video_id: str) -> dict:

@@ -32,6 +32,7 @@ from PIL import Image, ImageColor, ImageOps
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export.common import (
+    each_video,
     frames_with_masks,
     parse_objects,
     rgb_png,
@@ -133,8 +134,8 @@ def export_cutout(
     if output == "video":
         enc = encoding_of(encoding or ("png-mov" if alpha else "h264"), alpha=alpha)
     color = np.asarray(parse_color(background), np.uint8)
-    written = []
-    for video_id in videos:
+
+    def one(video_id: str) -> list[str]:
         row = video_row(ds, video_id)
         info = source_info(row, storage_options)
         bg = color
@@ -146,8 +147,8 @@ def export_cutout(
             folder = video_dir(video_id)
             for t, picture in pictures:
                 loc.write(f"{folder}/{t:05d}.png", rgb_png(picture))
-            written.append(loc.url_of(folder))
-        else:
-            written.append(write_video(loc, video_id, row, info, enc, pictures, audio=audio,
-                                       storage_options=storage_options))
-    return written
+            return [loc.url_of(folder)]
+        return [write_video(loc, video_id, row, info, enc, pictures, audio=audio,
+                            storage_options=storage_options)]
+
+    return each_video(videos, one)

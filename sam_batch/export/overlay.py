@@ -21,6 +21,7 @@ from scipy import ndimage
 from sam_batch.dataset.reader import Dataset
 from sam_batch.export.common import (
     color_of,
+    each_video,
     frames_with_masks,
     parse_objects,
     rgb_png,
@@ -108,8 +109,8 @@ def export_overlay(
         parse_objects(objects),
         encoding_of(encoding),
     )
-    written = []
-    for video_id in videos:
+
+    def one(video_id: str) -> list[str]:
         row = video_row(ds, video_id)
         info = source_info(row, storage_options)
         font = ImageFont.load_default(size=max(10, info.height // 24))
@@ -119,8 +120,9 @@ def export_overlay(
                              loc, stills, stills_written)
         url = write_video(loc, video_id, row, info, enc, pictures, audio=audio,
                           storage_options=storage_options)
-        written += [*stills_written, url]
-    return written
+        return [*stills_written, url]
+
+    return each_video(videos, one)
 
 
 def _overlaid(ds: Dataset, video_id: str, row: dict, info: VideoInfo,

@@ -29,6 +29,7 @@ from scipy import ndimage
 from sam_batch.dataset.reader import Dataset
 from sam_batch.errors import SamBatchError
 from sam_batch.export.common import (
+    each_video,
     frames_with_masks,
     parse_objects,
     selected,
@@ -123,16 +124,17 @@ def export_redact(
         encoding_of(encoding),
     )
     footprint = ndimage.generate_binary_structure(2, 2)
-    written = []
-    for video_id in videos:
+
+    def one(video_id: str) -> list[str]:
         row = video_row(ds, video_id)
         info = source_info(row, storage_options)
         power = strength or default_strength(method, info.height, info.width)
         pictures = _redacted(ds, video_id, row, info, storage_options, chosen, grow, footprint,
                              method, power)
-        written.append(write_video(loc, video_id, row, info, enc, pictures, audio=audio,
-                                   storage_options=storage_options))
-    return written
+        return [write_video(loc, video_id, row, info, enc, pictures, audio=audio,
+                            storage_options=storage_options)]
+
+    return each_video(videos, one)
 
 
 def _redacted(ds: Dataset, video_id: str, row: dict, info: VideoInfo,

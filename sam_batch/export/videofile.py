@@ -17,6 +17,7 @@ options, file suffix), picked by name from :data:`ENCODINGS` or given whole.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +30,7 @@ import numpy as np
 from sam_batch.errors import SamBatchError
 from sam_batch.media.video import VideoInfo
 
+log = logging.getLogger("sam_batch")
 
 @dataclass(frozen=True)
 class Encoding:
@@ -49,6 +51,18 @@ class Encoding:
     @property
     def has_alpha(self) -> bool:
         return self.pix_fmt in ("rgba", "argb", "bgra", "abgr", "yuva420p", "yuva444p")
+
+    def frame_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size this encoding writes ``width`` x ``height`` frames at: the same, or
+        rounded up to the chroma subsampling's block (even sizes for 4:2:0).
+
+        >>> ENCODINGS["h264"].frame_size(317, 241), ENCODINGS["ffv1"].frame_size(317, 241)
+        ((318, 242), (317, 241))
+        """
+        fmt = av.VideoFormat(self.pix_fmt)
+        step_x = max(1, round(1024 / fmt.chroma_width(1024)))
+        step_y = max(1, round(1024 / fmt.chroma_height(1024)))
+        return -(-width // step_x) * step_x, -(-height // step_y) * step_y
 
 
 #: Named encodings. ``h264`` plays everywhere; ``lossless`` keeps RGB bit-exact
@@ -117,7 +131,18 @@ class VideoSink:
         self._container = av.open(str(path), mode="w")
         rate = Fraction(info.fps).limit_denominator(100_000) if info.fps > 0 else Fraction(25)
         self._stream = self._container.add_stream(encoding.codec, rate=rate)
-        self._stream.width, self._stream.height = info.width, info.height
+        #: The encoded frame size: the source's, or padded by a column and/or row (the
+        #: edge repeated, right and bottom, so pixel coordinates are unchanged) where a
+        #: subsampled pixel format takes only even sizes.
+        self.size = encoding.frame_size(info.width, info.height)
+        self.padded = self.size != (info.width, info.height)
+        if self.padded:
+            log.warning(
+                "%s: %s (%s) takes even frame sizes only: its %dx%d frames are written as "
+                "%dx%d, the last column/row repeated (encoding 'ffv1' or 'lossless' keeps "
+                "the size)", info.url, encoding.codec, encoding.pix_fmt, info.width,
+                info.height, *self.size)
+        self._stream.width, self._stream.height = self.size
         self._stream.pix_fmt = encoding.pix_fmt
         self._stream.codec_context.time_base = info.time_base
         self._stream.options = dict(encoding.options)
@@ -163,6 +188,9 @@ class VideoSink:
         if frame_idx != self.written:
             raise ValueError(f"frames must come in order: got {frame_idx}, expected {self.written}")
         fmt = {3: "rgb24", 4: "rgba"}[image.shape[2]]
+        if self.padded:
+            extra_y, extra_x = self.size[1] - image.shape[0], self.size[0] - image.shape[1]
+            image = np.pad(image, ((0, extra_y), (0, extra_x), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         frame.pts = self.info.pts[frame_idx]
         frame.time_base = self.info.time_base
