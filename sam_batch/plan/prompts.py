@@ -126,30 +126,47 @@ class Prompt:
             )
         if len(self.labels) != len(self.points):
             raise PromptError(
-                f"{where}: {len(self.points)} points but {len(self.labels)} labels"
+                f"{where}: field 'labels' has {len(self.labels)} labels for "
+                f"{len(self.points)} points (one label per point)"
             )
         if any(v not in (0, 1) for v in self.labels):
             raise PromptError(f"{where}: labels must be 1 (object) or 0 (background)")
         for x, y in self.points:
-            if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise PromptError(f"{where}: field 'points' has a point ({x:g}, {y:g}) that is "
+                                  "not a finite number")
+            if not (0 <= x <= width and 0 <= y <= height):
                 raise PromptError(
                     f"{where}: point ({x:g}, {y:g}) is outside the {width}x{height} frame"
                 )
         if self.box is not None:
             x0, y0, x1, y1 = self.box
-            if not all(math.isfinite(v) for v in self.box) or not (x0 < x1 and y0 < y1):
+            if not all(math.isfinite(v) for v in self.box):
+                raise PromptError(f"{where}: field 'box' {list(self.box)} holds a value that "
+                                  "is not a finite number")
+            if not (x0 < x1 and y0 < y1):
                 raise PromptError(
-                    f"{where}: box {list(self.box)} must be [x0, y0, x1, y1] with x0<x1, y0<y1"
+                    f"{where}: field 'box' {list(self.box)} must be [x0, y0, x1, y1] with "
+                    "x0<x1, y0<y1"
                 )
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                 raise PromptError(
                     f"{where}: box {list(self.box)} is outside the {width}x{height} frame"
                 )
         if self.mask_rle is not None:
+            assert self.mask_size is not None
             if self.mask_size != (height, width):
                 raise PromptError(
-                    f"{where}: mask is {self.mask_size[1]}x{self.mask_size[0]} "
+                    f"{where}: field 'mask' is {self.mask_size[1]}x{self.mask_size[0]} "
                     f"but the video is {width}x{height}"
+                )
+            covered = rle_pixels(self.mask_rle)
+            if covered != height * width:
+                raise PromptError(
+                    f"{where}: field 'mask' has counts for "
+                    f"{'unreadable' if covered is None else covered} pixels, but its size "
+                    f"{list(self.mask_size)} has {height * width}; encode the mask at the "
+                    "video's size (COCO compressed RLE, column-major)"
                 )
             if not self.mask().any():
                 raise PromptError(f"{where}: mask is empty")
@@ -176,6 +193,40 @@ def validate_prompts(
 
 def prompts_from_dicts(items: Sequence[dict]) -> list[Prompt]:
     return [Prompt.from_dict(d) for d in items]
+
+
+def rle_pixels(counts: str) -> int | None:
+    """Pixels covered by the runs of a COCO compressed RLE string (pycocotools'
+    ``rleFrString``), or None if it is not one. Decoding trusts the counts, so a
+    mask prompt is checked with this before it is decoded.
+
+    >>> m = np.zeros((4, 6), bool); m[1:3, 2:5] = True
+    >>> rle_pixels(rle.encode(m).rle), rle_pixels("not an rle!")
+    (24, None)
+    """
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(counts):
+                return None
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            return None
+        runs.append(x)
+    return sum(runs)
 
 
 def _as_int(v: object, name: str) -> int:
