@@ -53,6 +53,8 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
                    help="fsspec options for output and inputs, e.g. endpoint and credentials")
     p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--max-retries", type=int)
+    p.add_argument("--keep-states", metavar="last|every:N|all",
+                   help="memory states kept once a video is done (default every:18000 frames)")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace a dataset of another job at --output")
@@ -141,10 +143,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"{summary['url']}: {state}")
     print(f"  videos: {summary['videos_ok']} ok, {summary['videos_failed']} failed; "
           f"{summary['frames']} frames; {summary['tracks']} tracks")
-    print(f"  masks: {summary['mask_rows']} rows in {summary['mask_parts']} parts")
+    print(f"  masks: {summary['mask_rows']} rows in {summary['mask_parts']} files")
+    fp = summary["footprint"]
+    if fp["video_hours"]:
+        per_hour = ", ".join(
+            f"{kind} {fp[kind]['files_per_hour']:.0f} files {_mib(fp[kind]['bytes_per_hour'])}"
+            for kind in ("masks", "states", "tracks"))
+        print(f"  per video-hour ({fp['video_hours']:.3f} h): {per_hour}")
     for f in summary["failed"]:
         print(f"  failed {f['video_id']}: {f['error']}")
     return 0
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

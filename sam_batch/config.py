@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from sam_batch.dataset.retention import DEFAULT_KEEP_STATES, KeepStates
 from sam_batch.errors import ConfigError
 from sam_batch.plan.discovery import DiscoverySettings, parse_discover
 from sam_batch.plan.model_spec import DEFAULT_CONFIG, ModelSpec
@@ -76,6 +77,8 @@ class JobConfig:
     # storage: fsspec options for the output and (unless given) the inputs
     storage_options: dict = field(default_factory=dict)
     input_storage_options: dict | None = None
+    #: Memory states kept once a video is done: "last", "every:N" (frames) or "all".
+    keep_states: str = DEFAULT_KEEP_STATES
     # behaviour
     progress: str = "auto"
     overwrite: bool = False
@@ -118,6 +121,7 @@ class JobConfig:
         if not 0.0 < self.stitch_iou <= 1.0:
             raise ConfigError(f"stitch_iou must be in (0, 1], got {self.stitch_iou}")
         self.discovery()
+        KeepStates.parse(self.keep_states)
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:

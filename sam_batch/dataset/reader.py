@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sam_batch.dataset import rle
+from sam_batch.dataset.compact import visible_mask_files
+from sam_batch.dataset.footprint import footprint
 from sam_batch.dataset.schema import (
     JOB_FILE,
     MASKS_DIR,
@@ -103,15 +106,21 @@ class Dataset:
                              schema=TRACKS_SCHEMA)
 
     def mask_parts(self, video_id: str) -> list[str]:
-        return self.location.list(f"{MASKS_DIR}/{safe_name(video_id)}", ".parquet")
+        """The files holding a video's rows, each row once, in frame order: chunk
+        parts, or the compacted files that replace them (``dataset.compact``)."""
+        return visible_mask_files(self.location, video_id)
+
+    def mask_files(self) -> list[str]:
+        """Every video's mask files (as ``mask_parts``)."""
+        folders = {f.rsplit("/", 2)[1] for f in self.location.list(MASKS_DIR, ".parquet")}
+        return [f for name in sorted(folders)
+                for f in visible_mask_files(self.location, unquote(name))]
 
     def masks(self, video_id: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """All mask rows (of one video): for small datasets and tests."""
-        if video_id is None:
-            table = self._table(MASKS_DIR, MASKS_SCHEMA)
-        else:
-            parts = [self._read_part(p) for p in self.mask_parts(video_id)]
-            table = pa.concat_tables(parts) if parts else MASKS_SCHEMA.empty_table()
+        files = self.mask_files() if video_id is None else self.mask_parts(video_id)
+        parts = [self._read_part(p) for p in files]
+        table = pa.concat_tables(parts) if parts else MASKS_SCHEMA.empty_table()
         return table.select(columns) if columns else table
 
     def _read_part(self, relpath: str) -> pa.Table:
@@ -141,7 +150,7 @@ class Dataset:
         """Counts for ``sam-batch inspect``: complete or not, videos, frames, objects."""
         videos = self.videos().to_pylist()
         tracks = self.tracks()
-        mask_files = self.location.list(MASKS_DIR, ".parquet")
+        mask_files = self.mask_files()
         rows = sum(
             pq.ParquetFile(self.location.path(f), filesystem=self.location.fs).metadata.num_rows
             for f in mask_files
@@ -156,6 +165,7 @@ class Dataset:
             "tracks": tracks.num_rows,
             "mask_parts": len(mask_files),
             "mask_rows": rows,
+            "footprint": footprint(self.location, videos),
             "failed": [
                 {"video_id": v["video_id"], "error": v["error"]}
                 for v in videos if v["status"] == "failed"

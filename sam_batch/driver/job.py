@@ -19,6 +19,8 @@ from importlib import metadata
 from typing import Any
 
 from sam_batch.config import JobConfig, Redactor
+from sam_batch.dataset.compact import committed_chunks, file_key
+from sam_batch.dataset.retention import KeepStates
 from sam_batch.dataset.schema import (
     DATASET_FORMAT_VERSION,
     JOB_FILE,
@@ -32,13 +34,13 @@ from sam_batch.dataset.schema import (
 from sam_batch.dataset.writer import (
     STAGING_DIR,
     ObjectStats,
-    mask_part_path,
     state_path,
     write_job_file,
     write_video_row,
 )
 from sam_batch.driver.progress import Progress
 from sam_batch.errors import ConfigError, SamBatchError
+from sam_batch.finish.complete import complete_video
 from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
 from sam_batch.media.manifest import VideoEntry, expand_videos, read_manifest
 from sam_batch.media.probe_cache import PROBE_DIR, probe_cached
@@ -178,8 +180,8 @@ class _VideoHooks:
         self.num_videos = num_videos
         self.discovery = config.discovery()
         self._probe = remote.light_task(probe_cached)
-        self._finalize = remote.light_task(finalize_video)
-        self._stitch = remote.light_task(finalize_stitched)
+        self._complete = remote.light_task(complete_video)
+        self.keep = KeepStates.parse(config.keep_states)
 
     def prepare(self, video: VideoRun) -> remote.ObjectRef | None:
         job: VideoJob = video.payload
@@ -249,6 +251,8 @@ class _VideoHooks:
         job: VideoJob = video.payload
         if not job.staged:
             job.chunk_stats[result.spec.chunk_idx] = result.stats
+        if chain.segment.index != SPARSE:
+            self._drop_previous_state(chain, result.spec)
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
         size = (job.info.height, job.info.width)
@@ -268,8 +272,8 @@ class _VideoHooks:
     def _resume(self, video: VideoRun, job: VideoJob) -> None:
         """Continue each segment after its last committed chunk, if begun before.
 
-        Only existence is checked chunk by chunk; the one state read per segment
-        is the checkpoint the segment continues from.
+        Two listings tell what is committed and which states are kept; the one
+        state read per segment is the checkpoint the segment continues from.
         """
         first = init_state_path(video.video_id)
         if not self.out.exists(first):
@@ -281,13 +285,25 @@ class _VideoHooks:
             _delete_video(self.out, video.video_id)  # other prompts or settings: start over
             return
         job.resumed = True
+        # (segment, chunk) of the committed chunks: the staged parts, or (unstaged) the
+        # parts and the compacted files' chunks. A state is written before its part.
+        name = safe_name(video.video_id)
+        committed = ({file_key(p)[1:] for p in
+                      self.out.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}", ".parquet")}
+                     if job.staged else committed_chunks(self.out, video.video_id))
+        states = set(self.out.list(f"{STATES_DIR}/{name}", ".state"))
         for chain in video.chains:
             init = init_state_path(video.video_id, chain.segment.index)
             if init != first and not self.out.exists(init):
                 continue
             pos = 0
-            while pos < len(chain.chunks) and self._committed(chain.chunks[pos], job.staged):
+            while (pos < len(chain.chunks)
+                   and (chain.chunks[pos].segment, chain.chunks[pos].chunk_idx) in committed):
                 pos += 1
+            # Go on from the newest state kept at or before there: chunks between are
+            # tracked again (to the same bytes) where their states were not kept.
+            while 0 < pos < len(chain.chunks) and _state_of(chain.chunks[pos - 1]) not in states:
+                pos -= 1
             video.chunks_done += pos
             chain.next = pos
             if chain.task_ref is None:  # its seeds are in its init state already
@@ -302,32 +318,40 @@ class _VideoHooks:
                 data = first_data if init == first else self.out.read(init)
             chain.states[pos] = remote.put(data)
 
-    def _committed(self, spec: ChunkSpec, staged: bool) -> bool:
-        """A chunk's part and its state checkpoint both exist (the part is written last)."""
-        part = mask_part_path(spec.video_id, spec.segment, spec.chunk_idx, staged)
-        return self.out.exists(part) and self.out.exists(
-            state_path(spec.video_id, spec.segment, spec.chunk_idx))
+    def _keeps(self, chain: Chain, pos: int) -> bool:
+        """Whether the state after the chain's chunk ``pos`` is kept once the video is done."""
+        spec = chain.chunks[pos]
+        return self.keep.keeps(spec.start, spec.end, last=pos == len(chain.chunks) - 1)
+
+    def _drop_previous_state(self, chain: Chain, spec: ChunkSpec) -> None:
+        """Once a chunk's part is committed, resume needs no earlier state of its chain."""
+        pos = chain.chunks.index(spec)
+        if pos and not self._keeps(chain, pos - 1):
+            self.out.delete(_state_of(chain.chunks[pos - 1]))
+
+    def _dropped_states(self, video: VideoRun) -> list[str]:
+        return [_state_of(c) for chain in video.chains if chain.segment.index != SPARSE
+                for pos, c in enumerate(chain.chunks) if not self._keeps(chain, pos)]
 
     def finish(self, video: VideoRun) -> remote.ObjectRef | int:
-        """The tracks table: written here when this run saw every chunk's stats (a few
-        rows, no need to wait for a task's process), else by a task that reads them
-        back from the committed parts (resumed videos) or stitches the segments."""
+        """One light task: the tracks table (from every chunk's stats when this run saw
+        them, else read back from the committed parts, or by stitching the segments),
+        then compaction of the masks and pruning of the states not kept."""
         job: VideoJob = video.payload
         assert job.plan is not None and job.info is not None
+        where = (self.config.output, self.config.storage_options, video.video_id)
+        drop = self._dropped_states(video)
         if not job.staged:
             chunks = job.plan.segments[0].chunks
+            stats = None
             if all(c.chunk_idx in job.chunk_stats for c in chunks):
                 stats = merge_stats(job.chunk_stats[c.chunk_idx] for c in chunks)
-                return finalize_video(self.config.output, self.config.storage_options,
-                                      video.video_id, stats)
-            return self._finalize.remote(self.config.output, self.config.storage_options,
-                                         video.video_id)
+            return self._complete.remote(finalize_video, *where, stats, drop_states=drop)
         segments = [StagedSegment(s.index, s.start, s.end,
                                   state_path(video.video_id, s.index, s.chunks[-1].chunk_idx))
                     for s in job.plan.segments]
-        return self._stitch.remote(self.config.output, self.config.storage_options,
-                                   video.video_id, segments, job.info.height, job.info.width,
-                                   self.config.stitch_iou)
+        return self._complete.remote(finalize_stitched, *where, segments, job.info.height,
+                                     job.info.width, self.config.stitch_iou, drop_states=drop)
 
     def finished(self, video: VideoRun, objects: int) -> None:
         job: VideoJob = video.payload
@@ -396,6 +420,10 @@ def _open_output(out: Location, config: JobConfig, redactor: Redactor) -> None:
     out.write(RUN_FILE, json.dumps({
         "fingerprint": config.fingerprint(), "config": config.redacted(), "started_at": _now(),
     }, indent=2).encode())
+
+
+def _state_of(spec: ChunkSpec) -> str:
+    return state_path(spec.video_id, spec.segment, spec.chunk_idx)
 
 
 def _delete_video(out: Location, video_id: str) -> None:

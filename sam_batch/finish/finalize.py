@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sam_batch.dataset.compact import visible_mask_files
 from sam_batch.dataset.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
 from sam_batch.dataset.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
 from sam_batch.media.storage import Location, safe_name
@@ -25,7 +26,7 @@ from sam_batch.media.storage import Location, safe_name
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
     """First/last frame with a non-empty mask and frames present, per object."""
     stats: dict[int, ObjectStats] = {}
-    for part in loc.list(f"{MASKS_DIR}/{safe_name(video_id)}", ".parquet"):
+    for part in visible_mask_files(loc, video_id):  # each row once, compacted or not
         table = pq.read_table(loc.path(part), filesystem=loc.fs,
                               columns=["frame_idx", "obj_id", "area"])
         for obj_id in pc.unique(table["obj_id"]).to_pylist():
