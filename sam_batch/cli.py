@@ -54,7 +54,7 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--max-retries", type=int)
     p.add_argument("--keep-states", metavar="last|every:N|all",
-                   help="memory states kept once a video is done (default every:18000 frames)")
+                   help="memory states kept once a video is done (default every:27000 frames)")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace a dataset of another job at --output")

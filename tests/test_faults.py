@@ -220,22 +220,33 @@ def _kill_driver_when(cmd: list[str], committed: Path) -> None:
         driver.wait()
 
 
-def test_driver_killed_mid_job_rerun_resumes_without_duplicates(manifest, clean, tmp_path):
+@pytest.mark.parametrize("keep", ["last", "every:8", "all"])
+def test_driver_killed_mid_job_rerun_resumes_without_duplicates(manifest, clean, tmp_path, keep):
+    """Resume goes on from the newest state kept at or before the first chunk not
+    committed, whichever states the retention setting keeps; here the newest is
+    lost as well, so the rerun also replays from an older kept state (as a
+    correction would)."""
     out = tmp_path / "ds"
-    cmd = _cli(manifest, out)
+    cmd = _cli(manifest, out, "--keep-states", keep)
     _kill_driver_when(cmd, out / "masks" / "v" / "part-s000-c00002.parquet")
     assert not (out / "_job.json").exists()
-    committed = sorted((out / "masks" / "v").glob("part-*.parquet"))
-    assert 3 <= len(committed) < FRAMES // CHUNK, "kill it mid-job"
-    before = {p.name: p.stat().st_mtime_ns for p in committed}
+    committed = len(list((out / "masks" / "v").glob("part-*.parquet")))
+    assert 3 <= committed < FRAMES // CHUNK, "kill it mid-job"
+    (out / "_states" / "v" / f"s000-c{committed - 1:05d}.state").unlink()
+    states = {p.name for p in (out / "_states" / "v").glob("s000-*.state")}
+    start = max(k for k in range(committed) if k == 0 or f"s000-c{k - 1:05d}.state" in states)
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_same_dataset(out, clean)
-    after = {p.name: p.stat().st_mtime_ns for p in (out / "masks" / "v").glob("part-*.parquet")}
-    # Resumed, not restarted: a committed part always has its state checkpoint
-    # beside it, so nothing committed before the kill was computed again.
-    assert all(after[name] == t for name, t in before.items()), (before, after)
+    # Resumed, not restarted: only the chunks from the kept state on were tracked again.
+    counts = json.loads((out / "_job.json").read_text())["counts"]
+    assert counts["frames_tracked"] == FRAMES - start * CHUNK, (start, states)
+    # Compacted: one mask file; states as the setting keeps (init and the newest at least).
+    assert [p.name for p in (out / "masks" / "v").iterdir()] == ["compact-s000-c00000.parquet"]
+    kept = sorted(p.name for p in (out / "_states" / "v").iterdir())
+    expected = {"last": [9], "every:8": [1, 3, 5, 7, 9], "all": list(range(10))}[keep]
+    assert kept == sorted(["init.state", *(f"s000-c{k:05d}.state" for k in expected)])
 
 
 def test_driver_killed_mid_segmented_job_resumes_to_the_same_stitched_dataset(manifest, tmp_path):
@@ -259,4 +270,6 @@ def test_driver_killed_mid_segmented_job_resumes_to_the_same_stitched_dataset(ma
     assert_same_dataset(out, clean2)
     assert not staged.exists()
     after = {p.name: p.stat().st_mtime_ns for p in (out / "_states" / "v").glob("*.state")}
-    assert all(after[name] == t for name, t in states.items()), "committed work was redone"
+    assert "init-s001.state" in after  # the states not kept are gone, the others untouched
+    assert all(after[name] == t for name, t in states.items() if name in after), (
+        "committed work was redone")

@@ -13,10 +13,11 @@ the frames between:
   of ``N`` frames. A correction replays fewer than ``N`` frames plus a chunk.
 - ``all``: every chunk's state (a correction replays less than a chunk).
 
-A state of ``sam2.1_hiera_t`` at 1024 px is ~3.9 MiB per object, mostly the
-spatial memories of the last seven frames, while the masks of an object-hour
-are ~0.2 GiB: ``every:18000`` (10 minutes at 30 fps) keeps about seven states
-per object-hour, and a correction replays at most ~10 minutes of video.
+A state of ``sam2.1_hiera_t`` at 1024 px is ~3.5-3.9 MiB per object, mostly the
+spatial memories of the last seven frames, while the masks of an object-hour of
+real footage are ~0.2 GiB: the default ``every:27000`` (15 minutes at 30 fps)
+keeps five states per object-hour, under a tenth of the masks' bytes, and a
+correction replays at most ~15 minutes of video.
 
 >>> policy = KeepStates.parse("every:100")
 >>> [policy.keeps(start, start + 64, last=False) for start in (0, 64, 128, 192)]
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from sam_batch.errors import ConfigError
 from sam_batch.media.storage import Location
 
-DEFAULT_KEEP_STATES = "every:18000"
+DEFAULT_KEEP_STATES = "every:27000"
 
 
 @dataclass(frozen=True)
