@@ -43,6 +43,7 @@ from sam_batch.errors import PromptError, SamBatchError
 from sam_batch.plan.prompts import Prompt, validate_prompts
 from sam_batch.track.frames import FrameSource, prepare_frame, read_one
 from sam_batch.track.model import LoadedModel, inference
+from sam_batch.track.pipeline import TIMELINE, FramePrefetcher
 from sam_batch.track.state import FrameMemory, MemoryState, ObjectMemory
 
 
@@ -74,8 +75,12 @@ class FrameOutput:
 class ChunkTracker:
     """Runs SAM 2 over chunks of one video. Holds the model, never a video's state."""
 
-    def __init__(self, model: LoadedModel, keep_logits: bool = False):
+    def __init__(self, model: LoadedModel, keep_logits: bool = False,
+                 host_threads: int | None = None):
+        """``host_threads``: threads that prepare frames ahead of the model (default:
+        the torch thread budget, at most 4)."""
         self.model = model
+        self.host_threads = host_threads
         self.predictor = model.predictor
         self.keep_logits = keep_logits
         self._pos_enc: list[torch.Tensor] | None = None
@@ -361,8 +366,21 @@ class ChunkRun:
         if [e.frame_idx for e in encoded] != list(range(first, first + len(encoded))):
             raise SamBatchError(f"encoded frames must run in order from frame {first}")
         rest = first + len(encoded)  # encoded ahead may already cover the whole chunk
-        images = _StreamingImages(self._frames.read(rest, end) if rest < end else iter(()),
-                                  tracker)
+        size = tracker.model.image_size
+        prefetch = FramePrefetcher(
+            self._frames.read(rest, end) if rest < end else iter(()),
+            lambda rgb: prepare_frame(rgb, size), workers=tracker.host_threads,
+        )
+        try:
+            yield from self._propagate(state, first, end, encoded,
+                                       _StreamingImages(iter(prefetch), tracker))
+        finally:
+            prefetch.close()
+
+    def _propagate(self, state: MemoryState, first: int, end: int,
+                   encoded: list[EncodedFrame], images: _StreamingImages
+                   ) -> Iterator[FrameOutput]:
+        tracker = self._tracker
         session = tracker._session(state, images)
         if encoded:
             session["cached_features"] = _EncodedAhead(encoded)
@@ -372,7 +390,7 @@ class ChunkRun:
                 session, start_frame_idx=first, max_frame_num_to_track=end - first - 1
             )
         while True:
-            with inference(tracker.model):
+            with inference(tracker.model), TIMELINE.span("track"):
                 item = next(frames, None)
                 if item is None:
                     break
@@ -394,30 +412,34 @@ class ChunkRun:
             ]
             scores.append(torch.sigmoid(entry["object_score_logits"].float()).item())
         logits = logits[:, 0]
+        # Thresholded and transposed where the logits are (the GPU, in production):
+        # what leaves the device is one byte a pixel, already in the column-major
+        # order RLE reads (dataset/rle.py), never float logits at video resolution.
+        masks = (logits > 0).transpose(1, 2).contiguous().cpu().numpy().transpose(0, 2, 1)
         return FrameOutput(
             frame_idx=frame_idx,
             obj_ids=tuple(int(i) for i in obj_ids),
-            masks=(logits > 0).cpu().numpy(),
+            masks=masks,
             scores=np.asarray(scores, dtype=np.float32),
             logits=logits.float().cpu() if self._tracker.keep_logits else None,
         )
 
 
 class _StreamingImages:
-    """sam2's ``inference_state["images"]``, fed from a decoder one frame at a time.
+    """sam2's ``inference_state["images"]``, fed with frames prepared ahead (``pipeline``).
 
     SAM 2 asks for each frame once, in order (its feature cache holds the last
-    frame), so nothing but the current frame is ever held.
+    frame), so only the prefetcher's few frames ahead are ever held.
     """
 
-    def __init__(self, frames: Iterator[tuple[int, np.ndarray]], tracker: ChunkTracker):
+    def __init__(self, frames: Iterator[tuple[int, torch.Tensor]], tracker: ChunkTracker):
         self._frames = frames
         self._tracker = tracker
 
     def __getitem__(self, frame_idx: int) -> torch.Tensor:
-        for idx, rgb in self._frames:
+        for idx, prepared in self._frames:
             if idx == frame_idx:
-                return self._tracker.encode_image(rgb)[0]
+                return prepared.to(self._tracker.model.device).float()
             if idx > frame_idx:
                 break
         raise SamBatchError(f"frame {frame_idx} was asked for but the frame source skipped it")
