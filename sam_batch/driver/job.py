@@ -44,7 +44,7 @@ from sam_batch.finish.complete import complete_video
 from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
 from sam_batch.media.manifest import VideoEntry, expand_videos, read_manifest
 from sam_batch.media.probe_cache import PROBE_DIR, probe_cached
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.storage import Location, safe_name, with_retries
 from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import (
     SPARSE,
@@ -109,6 +109,7 @@ class JobSummary:
 
 def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
     config.validate()
+    config = with_storage_defaults(config)
     redactor = Redactor(config.secrets())
     started = _now()
     t0 = time.monotonic()
@@ -391,6 +392,18 @@ def plan_for(config: JobConfig, video_id: str, num_frames: int, workers: int,
     if segments == "auto":
         segments = auto_segments(num_frames, config.chunk_frames, workers, num_videos)
     return plan_video(video_id, num_frames, config.chunk_frames, int(segments), config.overlap)
+
+
+def with_storage_defaults(config: JobConfig) -> JobConfig:
+    """The config with botocore's retries on for the storage options of S3 URLs, unless
+    set: a 503 or a dropped connection is retried where the library retries, not here.
+    Inputs that share the output's options get them too."""
+    inputs = [config.manifest, *config.videos, config.checkpoint]
+    if config.input_storage_options is None:
+        return replace(config, storage_options=with_retries([config.output, *inputs],
+                                                            config.storage_options))
+    return replace(config, storage_options=with_retries([config.output], config.storage_options),
+                   input_storage_options=with_retries(inputs, config.input_storage_options))
 
 
 def video_entries(config: JobConfig) -> list[VideoEntry]:

@@ -53,7 +53,10 @@ class Location:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         else:
-            self.fs.pipe_file(path, data)
+            try:
+                self.fs.pipe_file(path, data)
+            except OSError as e:  # retries spent (botocore's): say which object
+                raise OSError(e.errno, f"writing {self.url_of(relpath)}: {e.strerror or e}") from e
 
     def read(self, relpath: str) -> bytes:
         return self.fs.cat_file(self.path(relpath))
@@ -76,6 +79,32 @@ class Location:
         path = self.path(relpath)
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+
+#: botocore's retries for S3 (``standard`` mode: 500, 502, 503, 504, throttling and
+#: dropped connections, with exponential backoff and jitter), as a job's default.
+#: ``max_attempts`` counts the retries after the first try.
+S3_RETRIES = {"max_attempts": 8, "mode": "standard"}
+
+
+def with_retries(urls: list[str | None], storage_options: dict | None) -> dict:
+    """``storage_options`` with :data:`S3_RETRIES` as botocore's retry config when any
+    of ``urls`` is on S3 and the options set none (s3fs hands ``config_kwargs`` to
+    botocore's ``Config``); unchanged otherwise.
+
+    >>> with_retries(["s3://b/out"], {"anon": True})["config_kwargs"]["retries"]["mode"]
+    'standard'
+    >>> mine = {"config_kwargs": {"retries": {"max_attempts": 2}}}
+    >>> with_retries(["/data/out"], {}), with_retries(["s3://b"], mine) == mine
+    ({}, True)
+    """
+    options = dict(storage_options or {})
+    if not any(u and u.startswith(("s3://", "s3a://")) for u in urls):
+        return options
+    config_kwargs = dict(options.get("config_kwargs") or {})
+    config_kwargs.setdefault("retries", dict(S3_RETRIES))
+    options["config_kwargs"] = config_kwargs
+    return options
 
 
 def safe_name(video_id: str) -> str:
