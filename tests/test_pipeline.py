@@ -58,3 +58,19 @@ def test_a_1080p_chunk_decodes_and_encodes_masks_while_the_model_tracks(tmp_path
         assert not threads[step] & model_thread, f"{step} ran on the model's thread"
         together = _overlap(by_step[step], by_step["track"])
         assert together > 0, f"{step} never ran while the model tracked"
+
+
+def test_the_preparation_table_gives_sam2s_numbers_for_every_byte_in_every_channel():
+    """prepare_frame reads the normalisation from a table: for every value 0..255 in
+    each channel (and a resize that mixes them), the same float32 bits as sam2's steps."""
+    import numpy as np
+    import torch
+
+    from sam_batch.track.frames import prepare_frame, prepare_frame_by_steps
+
+    every = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(every, every[::-1], indexing="ij"), -1)[..., [0, 1, 0]]
+    rgb = np.ascontiguousarray(rgb)
+    rgb[..., 2] = np.roll(rgb[..., 2], 7, axis=1)
+    for size in (256, 128, 1024):
+        assert torch.equal(prepare_frame(rgb, size), prepare_frame_by_steps(rgb, size)), size

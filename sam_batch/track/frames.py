@@ -5,7 +5,8 @@ float32 instead of a float64 division, or another order of operations flips
 pixels. These steps mirror ``sam2.utils.misc._load_img_as_tensor`` and
 ``load_video_frames_from_jpg_images`` operation for operation: PIL resize to a
 square with its default (bicubic) filter, divide by 255 in float64, store as
-float32, subtract the ImageNet mean, divide by the std.
+float32, subtract the ImageNet mean, divide by the std; the per-pixel steps after
+the resize are read from a table of their results (``_normalised_table``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,46 @@ IMG_MEAN = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float32)[:, None, Non
 IMG_STD = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float32)[:, None, None]
 
 
+def _normalised_table() -> np.ndarray:
+    """``[3, 256]`` float32: what sam2's loader makes of each byte value in each channel.
+
+    After the resize, every step of sam2's preprocessing (float64 divide by 255, cast
+    to float32, subtract the channel mean, divide by the channel std, all IEEE
+    correctly rounded) maps one byte of one channel to one float32, whatever its
+    neighbours. So the table, computed with those very operations, gives the same
+    bits as running them on every pixel, at a fraction of the cost (no 25 MB float64
+    image per 1024-px frame).
+    """
+    values = torch.from_numpy(np.arange(256)[None, None, :] / 255.0).to(torch.float32)
+    values = values.expand(3, 1, 256).clone()
+    values -= IMG_MEAN
+    values /= IMG_STD
+    return values[:, 0, :].numpy()
+
+
+_TABLE = _normalised_table()
+
+
 def prepare_frame(rgb: np.ndarray, image_size: int) -> torch.Tensor:
     """``[H, W, 3]`` uint8 RGB -> normalised ``[3, S, S]`` float32, as sam2 prepares it.
 
     >>> prepare_frame(np.zeros((48, 64, 3), np.uint8), 32).shape
     torch.Size([3, 32, 32])
+    >>> rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    >>> bool(torch.equal(prepare_frame(rgb, 32), prepare_frame_by_steps(rgb, 32)))
+    True
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] uint8 RGB frame, got {rgb.dtype} {rgb.shape}")
+    resized = np.asarray(Image.fromarray(rgb).resize((image_size, image_size)))
+    image = np.empty((3, image_size, image_size), np.float32)
+    for c in range(3):
+        np.take(_TABLE[c], resized[..., c], out=image[c])
+    return torch.from_numpy(image)
+
+
+def prepare_frame_by_steps(rgb: np.ndarray, image_size: int) -> torch.Tensor:
+    """``prepare_frame`` operation for operation as sam2's loader runs it (the reference)."""
     resized = np.array(Image.fromarray(rgb).resize((image_size, image_size)))
     image = torch.from_numpy(resized / 255.0).permute(2, 0, 1).to(torch.float32)
     image -= IMG_MEAN
