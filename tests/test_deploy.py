@@ -117,10 +117,10 @@ def test_every_manifest_loads_and_its_entrypoint_exists_and_parses():
 def readme_install() -> tuple[str, str]:
     """The README's two pip steps: torch, then the project built against it."""
     line = next(x for x in (ROOT / "README.md").read_text().splitlines()
-                if x.startswith("pip install torch=="))
+                if x.startswith("pip install -c constraints.txt torch=="))
     torch_step, project_step = (s.strip() for s in line.split("&&")[:2])
     assert "--no-build-isolation" in project_step and "SAM2_BUILD_CUDA=" in project_step
-    return torch_step, "pip install --no-build-isolation"
+    return torch_step, "pip install -c constraints.txt --no-build-isolation"
 
 
 def test_image_and_cluster_launcher_install_as_the_readme_says():
