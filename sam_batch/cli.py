@@ -35,6 +35,8 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--image-size", type=int, help="model input size, a multiple of 32")
     p.add_argument("--precision", choices=["auto", "bfloat16", "float32"])
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="sam2's compiled predictor (vos_optimized): for GPUs, minutes of warm-up")
     p.add_argument("--device", help="auto, cpu, cuda")
     p.add_argument("--chunk-frames", type=int, help="frames per chunk (default 64)")
     p.add_argument("--overlap", type=int, help="frames shared by consecutive segments")
@@ -53,6 +55,9 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
                    help="fsspec options for output and inputs, e.g. endpoint and credentials")
     p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--max-retries", type=int)
+    p.add_argument("--objects-per-worker", type=int, metavar="K",
+                   help="split a video's objects into groups of at most K, each tracked on "
+                        "its own chain (any actor); the same masks, each frame encoded per group")
     p.add_argument("--keep-states", metavar="last|every:N|all",
                    help="memory states kept once a video is done (default every:27000 frames)")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])

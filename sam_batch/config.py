@@ -24,6 +24,7 @@ from sam_batch.dataset.retention import DEFAULT_KEEP_STATES, KeepStates
 from sam_batch.errors import ConfigError
 from sam_batch.plan.discovery import DiscoverySettings, parse_discover
 from sam_batch.plan.model_spec import DEFAULT_CONFIG, ModelSpec
+from sam_batch.plan.object_groups import check_objects_per_worker
 
 #: Keys whose values are secrets or endpoints anywhere in a config.
 SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|key|endpoint|session)", re.I)
@@ -56,6 +57,7 @@ class JobConfig:
     seed: int = 0
     image_size: int | None = None
     precision: str = "auto"
+    compile: bool = False
     device: str = "auto"
     # work plan
     chunk_frames: int = 64
@@ -74,6 +76,8 @@ class JobConfig:
     address: str | None = None
     max_active_videos: int | None = None
     max_retries: int = 2
+    #: Split a video's objects into groups of at most this many, each on its own chain.
+    objects_per_worker: int | None = None
     # storage: fsspec options for the output and (unless given) the inputs
     storage_options: dict = field(default_factory=dict)
     input_storage_options: dict | None = None
@@ -92,6 +96,7 @@ class JobConfig:
             image_size=self.image_size,
             device=self.device,
             precision=self.precision,
+            compile=self.compile,
             storage_options=self.inputs_storage(),
         )
 
@@ -122,6 +127,7 @@ class JobConfig:
             raise ConfigError(f"stitch_iou must be in (0, 1], got {self.stitch_iou}")
         self.discovery()
         KeepStates.parse(self.keep_states)
+        check_objects_per_worker(self.objects_per_worker, self.segments, self.discover)
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:

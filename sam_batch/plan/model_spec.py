@@ -55,6 +55,10 @@ class ModelSpec:
     device: str = "auto"
     #: "auto" = bfloat16 autocast on CUDA (as SAM 2's own demos run), float32 on CPU.
     precision: str = "auto"
+    #: sam2's own compiled predictor (``vos_optimized``): faster on a GPU after a
+    #: warm-up of minutes; kernels are picked at run time, so its numbers may differ
+    #: from an uncompiled run in the last bits (recorded in the identity).
+    compile: bool = False
     storage_options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -129,6 +133,7 @@ class ModelIdentity:
     sam2_version: str
     precision: str  # "bfloat16" or "float32"
     hole_filling: bool
+    compiled: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

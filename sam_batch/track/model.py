@@ -74,7 +74,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         weights_id, state_dict = _read_checkpoint(spec.weights(), spec.storage_options)
 
     torch.manual_seed(spec.seed)
-    predictor = _build_predictor(config_path, spec.input_size())
+    predictor = _build_predictor(config_path, spec.input_size(), spec.compile)
     if state_dict is not None:
         _load_state_dict(predictor, state_dict, spec.weights())
     predictor = predictor.to(device).eval()
@@ -95,6 +95,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         sam2_version=metadata.version("sam2"),
         precision=precision,
         hole_filling=hole_filling,
+        compiled=spec.compile,
     )
     return LoadedModel(predictor=predictor, identity=identity, device=device)
 
@@ -110,13 +111,21 @@ def quiet_sam2_progress() -> None:
     video_predictor.tqdm = lambda iterable, *args, **kwargs: iterable
 
 
-def _build_predictor(config_path: str, image_size: int | None) -> torch.nn.Module:
+#: What sam2's ``build_sam2_video_predictor(vos_optimized=True)`` sets: its predictor
+#: subclass that compiles the image encoder, memory encoder, memory attention and heads.
+_COMPILED = {"_target_": "sam2.sam2_video_predictor.SAM2VideoPredictorVOS",
+             "compile_image_encoder": True}
+
+
+def _build_predictor(config_path: str, image_size: int | None,
+                     compile: bool = False) -> torch.nn.Module:
     if not os.path.isabs(config_path):
         from sam2.build_sam import build_sam2_video_predictor
 
         extra = [] if image_size is None else [f"++model.image_size={image_size}"]
         return build_sam2_video_predictor(
-            config_path, ckpt_path=None, device="cpu", hydra_overrides_extra=extra
+            config_path, ckpt_path=None, device="cpu", hydra_overrides_extra=extra,
+            vos_optimized=compile,
         )
     # A project config (e.g. a shipped small model): a complete video-predictor YAML.
     from hydra.utils import instantiate
@@ -125,6 +134,8 @@ def _build_predictor(config_path: str, image_size: int | None) -> torch.nn.Modul
     cfg = OmegaConf.load(config_path)
     if image_size is not None:
         cfg.model.image_size = image_size
+    if compile:
+        cfg.model.update(_COMPILED)
     OmegaConf.resolve(cfg)
     return instantiate(cfg.model, _recursive_=True)
 
