@@ -42,6 +42,7 @@ from sam_batch.driver.progress import Progress
 from sam_batch.errors import ConfigError, SamBatchError
 from sam_batch.finish.complete import complete_video
 from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
+from sam_batch.finish.groups import finalize_groups
 from sam_batch.media.manifest import VideoEntry, expand_videos, read_manifest
 from sam_batch.media.probe_cache import PROBE_DIR, probe_cached
 from sam_batch.media.storage import Location, safe_name, with_retries
@@ -55,6 +56,7 @@ from sam_batch.plan.chunks import (
     sparse_indices,
     sparse_plan,
 )
+from sam_batch.plan.object_groups import group_prompts, group_segment
 from sam_batch.plan.prompts import Prompt, validate_prompts
 from sam_batch.plan.tasks import ChunkResult, VideoTask, init_state_path
 from sam_batch.runtime import remote
@@ -78,6 +80,8 @@ class VideoJob:
     objects: int | None = None
     resumed: bool = False
     staged: bool = False
+    #: Object groups tracked as chains of their own (0: the objects are not split).
+    groups: int = 0
     #: Per segment: the task waiting for its seeds (from the sparse pass).
     waiting: dict[int, VideoTask] = field(default_factory=dict)
     #: Object stats of the chunks this run tracked, by chunk (unstaged videos).
@@ -213,12 +217,21 @@ class _VideoHooks:
             return
         plan = job.plan
         job.staged = len(plan.segments) > 1 or self.discovery is not None
-        job.fingerprint = _video_fingerprint(config, prompts, info, len(plan.segments))
+        groups = group_prompts(prompts, config.objects_per_worker or len(prompts) or 1)
+        if len(plan.segments) == 1 and len(groups) > 1:
+            job.staged, job.groups = True, len(groups)
+        job.fingerprint = _video_fingerprint(config, prompts, info, len(plan.segments),
+                                             job.groups)
         base = VideoTask(video.video_id, job.entry.video, info, (), job.fingerprint,
                          staged=job.staged,
                          first_free_id=max((p.obj_id for p in prompts), default=0) + 1)
         single = len(plan.segments) == 1
-        for seg in plan.segments:
+        for g, own in enumerate(groups if job.groups else ()):  # one chain per object group
+            track_from = min(p.frame for p in prompts)
+            task = replace(base, prompts=own, segment=g, track_from=track_from)
+            video.chains.append(Chain(group_segment(plan.segments[0], g),
+                                      task_ref=remote.put(task)))
+        for seg in () if job.groups else plan.segments:
             own = tuple(p for p in prompts if single or seg.start <= p.frame < seg.end)
             task = replace(base, prompts=own, segment=seg.index, start_frame=seg.start)
             chain = Chain(seg)
@@ -252,6 +265,8 @@ class _VideoHooks:
         job: VideoJob = video.payload
         if not job.staged:
             job.chunk_stats[result.spec.chunk_idx] = result.stats
+        if job.groups and chain.segment.index > 0:
+            video.frames_tracked -= result.frames_tracked  # the same frames, another group
         if chain.segment.index != SPARSE:
             self._drop_previous_state(chain, result.spec)
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
@@ -342,6 +357,8 @@ class _VideoHooks:
         assert job.plan is not None and job.info is not None
         where = (self.config.output, self.config.storage_options, video.video_id)
         drop = self._dropped_states(video)
+        if job.groups:
+            return self._complete.remote(finalize_groups, *where, job.groups, drop_states=drop)
         if not job.staged:
             chunks = job.plan.segments[0].chunks
             stats = None
@@ -445,9 +462,10 @@ def _delete_video(out: Location, video_id: str) -> None:
     out.delete(f"{TRACKS_DIR}/{safe_name(video_id)}.parquet")
 
 
-def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segments: int) -> str:
-    blob = json.dumps([config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames,
-                       segments], sort_keys=True)
+def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segments: int,
+                       groups: int = 0) -> str:
+    parts = [config.fingerprint(), [p.to_dict() for p in prompts], info.num_frames, segments]
+    blob = json.dumps([*parts, groups] if groups else parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

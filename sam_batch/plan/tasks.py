@@ -44,11 +44,16 @@ class VideoTask:
     #: A sparse pass: track only these frames, return masks on ``seed_frames``.
     frame_indices: tuple[int, ...] | None = None
     seed_frames: tuple[int, ...] = ()
+    #: An object group (``plan.object_groups``): track from this frame, the video's first
+    #: prompted frame, though the group's own prompts may all come later.
+    track_from: int | None = None
 
     @property
     def first_tracked_frame(self) -> int | None:
         if self.frame_indices is not None:
             return 0
+        if self.track_from is not None:
+            return self.track_from
         return min((p.frame for p in self.prompts), default=None)
 
     @property

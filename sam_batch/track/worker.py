@@ -74,6 +74,9 @@ class Worker:
                    "next_id": task.first_free_id, "last_masks": {}},
             next_frame=0 if task.is_sparse else task.start_frame,
         )
+        if task.track_from is not None and state.start_frame is not None:
+            # An object group tracks from the video's first prompt, as the unsplit run does.
+            state = replace(state, start_frame=min(state.start_frame, task.track_from))
         data = state.to_bytes()
         if not task.is_sparse:  # a sparse pass is cheap: re-run, never resumed
             self.output.write(init_state_path(task.video_id, task.segment), data)
