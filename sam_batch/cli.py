@@ -221,6 +221,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_correct(args: argparse.Namespace) -> int:
+    from sam_batch.driver.correct import correct
+
+    args.redactor = Redactor(JobConfig(storage_options=args.storage_options or {}).secrets())
+    for done in correct(args.dataset, args.prompts, args.storage_options,
+                        args.input_storage_options, args.checkpoint, args.address):
+        print(done.text())
+    return 0
+
+
 def _option(text: str) -> tuple[str, object]:
     """``key=value`` with a JSON value where it parses (``alpha=0.4``, ``objects=[1,2]``)."""
     key, sep, value = text.partition("=")
@@ -244,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print videos, frames and the chunk plan; run nothing")
     _job_flags(p)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("correct", help="re-track a finished dataset's videos from corrections "
+                                       "on, from the nearest kept state")
+    p.add_argument("dataset")
+    p.add_argument("--prompts", required=True,
+                   help="JSONL: {\"video_id\": ..., \"prompts\": [...]} per line, the "
+                        "manifest's prompt format, one frame per video")
+    p.add_argument("--storage-options", type=json.loads, metavar="JSON")
+    p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
+    p.add_argument("--checkpoint", help="the dataset's weights, where they are now")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or embedded)")
+    p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("inspect", help="summary of a finished or partial dataset")
     p.add_argument("url")
