@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,7 +173,10 @@ def test_actor_killed_mid_chunk_is_retried_and_the_dataset_equals_a_clean_run(
     assert_same_dataset(out, clean)
 
 
-def test_node_killed_mid_job_the_job_completes_with_identical_output(manifest, clean, tmp_path):
+def test_node_killed_mid_job_the_job_completes_with_identical_output(manifest, clean, tmp_path,
+                                                                    caplog):
+    """The node goes while the job is mid-way (parts committed, not all, no
+    ``_job.json``); the chunk it was running is retried on the other node."""
     out = tmp_path / "ds"
     store = 150 * 2**20
     cluster = Cluster(
@@ -188,13 +193,19 @@ def test_node_killed_mid_job_the_job_completes_with_identical_output(manifest, c
             raylet = next(int(x.split()[1]) for x in f if x.startswith("PPid:"))
         doomed = [n for n in nodes if n.all_processes["raylet"][0].process.pid == raylet]
         assert len(doomed) == 1, "the actor's node was not found"
-        cluster.remove_node(doomed[0], allow_graceful=False)
-        thread.join(timeout=300)
+        with caplog.at_level(logging.WARNING, logger="sam_batch"):
+            cluster.remove_node(doomed[0], allow_graceful=False)
+            committed = len(list((out / "masks" / "v").glob("part-*.parquet")))
+            assert not (out / "_job.json").exists() and committed < FRAMES // CHUNK, (
+                "the node went after the job had finished")
+            thread.join(timeout=300)
     finally:
         ray.shutdown()
         cluster.shutdown()
     assert "error" not in result, result.get("error")
     assert result["summary"].ok
+    assert re.search(r"v chunk \d+ failed \(\w+\), retrying from its input state", caplog.text), (
+        caplog.text)
     assert_same_dataset(out, clean)
 
 
