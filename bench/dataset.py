@@ -38,9 +38,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from sam_batch.dataset.compact import compact_video
 from sam_batch.dataset.footprint import footprint
+from sam_batch.dataset.layout import state_path
 from sam_batch.dataset.reader import Dataset
 from sam_batch.dataset.retention import KeepStates, prune_states
-from sam_batch.dataset.writer import ChunkMasks, state_path, write_mask_part
+from sam_batch.dataset.writer import ChunkMasks, write_mask_part
 from sam_batch.finish.finalize import finalize_video
 from sam_batch.media.storage import Location
 from sam_batch.synthetic import generate

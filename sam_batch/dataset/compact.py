@@ -40,15 +40,14 @@ from __future__ import annotations
 
 import io
 import json
-import posixpath
-import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sam_batch.dataset.schema import MASKS_DIR, MASKS_SCHEMA
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.dataset.layout import MaskFile, compact_file_path, masks_folder
+from sam_batch.dataset.schema import MASKS_SCHEMA
+from sam_batch.media.storage import Location
 
 #: Compacted files up to this size: few enough per video-hour, small enough to
 #: sort in the memory of a light task.
@@ -57,22 +56,6 @@ TARGET_FILE_BYTES = 256 << 20
 ROW_GROUP_BYTES = 32 << 20
 #: Footer key listing the ``[segment, chunk]`` parts a compacted file holds.
 CHUNKS_KEY = b"sam_batch.chunks"
-COMPACT_PREFIX = "compact-"
-_NAME = re.compile(r"^(part|compact)-s(\d{3})-c(\d{5})\.parquet$")
-
-
-def compact_file_path(video_id: str, segment: int, chunk_idx: int) -> str:
-    name = f"{COMPACT_PREFIX}s{segment:03d}-c{chunk_idx:05d}.parquet"
-    return f"{MASKS_DIR}/{safe_name(video_id)}/{name}"
-
-
-def file_key(path: str) -> tuple[bool, int, int]:
-    """``(compacted, segment, chunk)`` of a mask file's name (a part: its own chunk;
-    a compacted file: its first)."""
-    m = _NAME.match(posixpath.basename(path))
-    if m is None:
-        raise ValueError(f"not a sam_batch mask file: {path}")
-    return m.group(1) == "compact", int(m.group(2)), int(m.group(3))
 
 
 @dataclass
@@ -90,18 +73,18 @@ class MaskFiles:
         """Compacted files and the parts none of them holds, in frame order."""
         covered = self.covered
         files = list(self.compacted) + [p for k, p in self.parts.items() if k not in covered]
-        return sorted(files, key=lambda p: file_key(p)[1:])
+        return sorted(files, key=lambda p: MaskFile.parse(p).key)
 
 
 def mask_files(loc: Location, video_id: str) -> MaskFiles:
     """List a video's mask files; reads the footers of its compacted files only."""
     found = MaskFiles()
-    for path in loc.list(f"{MASKS_DIR}/{safe_name(video_id)}", ".parquet"):
-        compacted, segment, chunk = file_key(path)
-        if compacted:
+    for path in loc.list(masks_folder(video_id), ".parquet"):
+        file = MaskFile.parse(path)
+        if file.compacted:
             found.compacted[path] = held_chunks(loc, path)
         else:
-            found.parts[segment, chunk] = path
+            found.parts[file.key] = path
     return found
 
 
@@ -135,7 +118,7 @@ def compact_video(loc: Location, video_id: str, target_bytes: int = TARGET_FILE_
     files = mask_files(loc, video_id)
     covered = files.covered
     todo = sorted((k, p) for k, p in files.parts.items() if k not in covered)
-    sizes = _sizes(loc, f"{MASKS_DIR}/{safe_name(video_id)}")
+    sizes = _sizes(loc, masks_folder(video_id))
     groups: list[list[tuple[tuple[int, int], str]]] = []
     size = target_bytes
     for key, path in todo:  # consecutive chunks until a file reaches the target

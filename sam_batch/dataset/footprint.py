@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sam_batch.dataset.schema import MASKS_DIR, STATES_DIR, TRACKS_DIR
+from sam_batch.dataset.layout import MASKS_DIR, STATES_DIR, TRACKS_DIR
 from sam_batch.media.storage import Location
 
 #: Folder of each kind of file a footprint counts.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -23,15 +22,16 @@ import pyarrow.parquet as pq
 from sam_batch.dataset import rle
 from sam_batch.dataset.compact import visible_mask_files
 from sam_batch.dataset.footprint import footprint
-from sam_batch.dataset.schema import (
+from sam_batch.dataset.layout import (
     JOB_FILE,
     MASKS_DIR,
-    MASKS_SCHEMA,
     TRACKS_DIR,
-    TRACKS_SCHEMA,
     VIDEOS_DIR,
-    VIDEOS_SCHEMA,
+    MaskFile,
+    tracks_path,
+    video_row_path,
 )
+from sam_batch.dataset.schema import MASKS_SCHEMA, TRACKS_SCHEMA, VIDEOS_SCHEMA
 from sam_batch.errors import SamBatchError
 from sam_batch.media.storage import Location, safe_name
 
@@ -89,7 +89,7 @@ class Dataset:
         return [r["video_id"] for r in rows if status is None or r["status"] == status]
 
     def video(self, video_id: str) -> dict:
-        path = f"{VIDEOS_DIR}/{safe_name(video_id)}.parquet"
+        path = video_row_path(video_id)
         if not self.location.exists(path):
             raise SamBatchError(f"video {video_id!r} is not in the dataset {self.url}")
         table = pq.read_table(self.location.path(path), filesystem=self.location.fs,
@@ -99,7 +99,7 @@ class Dataset:
     def tracks(self, video_id: str | None = None) -> pa.Table:
         if video_id is None:
             return self._table(TRACKS_DIR, TRACKS_SCHEMA)
-        path = f"{TRACKS_DIR}/{safe_name(video_id)}.parquet"
+        path = tracks_path(video_id)
         if not self.location.exists(path):
             return TRACKS_SCHEMA.empty_table()
         return pq.read_table(self.location.path(path), filesystem=self.location.fs,
@@ -112,9 +112,9 @@ class Dataset:
 
     def mask_files(self) -> list[str]:
         """Every video's mask files (as ``mask_parts``)."""
-        folders = {f.rsplit("/", 2)[1] for f in self.location.list(MASKS_DIR, ".parquet")}
-        return [f for name in sorted(folders)
-                for f in visible_mask_files(self.location, unquote(name))]
+        videos = {MaskFile.parse(f).video_id for f in self.location.list(MASKS_DIR, ".parquet")}
+        return [f for video_id in sorted(videos, key=safe_name)
+                for f in visible_mask_files(self.location, video_id)]
 
     def masks(self, video_id: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """All mask rows (of one video): for small datasets and tests."""

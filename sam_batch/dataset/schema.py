@@ -1,9 +1,10 @@
 """The output contract: Arrow schemas of the dataset that downstream users read.
 
 A dataset directory holds ``masks/``, ``tracks/`` and ``videos/`` as Parquet and
-``_job.json`` last. These schemas are the one place the columns are named; the
-writer, the exports, the metrics and ``sam-batch inspect`` all import them, so a
-column cannot drift between the code that writes it and the code that reads it.
+``_job.json`` last (``dataset.layout`` names every path). These schemas are the
+one place the columns are named; the writer, the exports, the metrics and
+``sam-batch inspect`` all import them, so a column cannot drift between the code
+that writes it and the code that reads it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,6 @@ import pyarrow as pa
 
 #: Bumped when a column is added, removed or changes meaning.
 DATASET_FORMAT_VERSION = 1
-
-MASKS_DIR = "masks"
-TRACKS_DIR = "tracks"
-VIDEOS_DIR = "videos"
-STATES_DIR = "_states"
-JOB_FILE = "_job.json"
 
 #: One row per (video, frame, object). ``rle`` is COCO compressed RLE counts
 #: (column-major, pycocotools-compatible); an empty mask of a live object is a

@@ -32,17 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sam_batch.dataset import rle
-from sam_batch.dataset.schema import (
-    JOB_FILE,
-    MASKS_DIR,
-    MASKS_SCHEMA,
-    STATES_DIR,
-    TRACKS_DIR,
-    TRACKS_SCHEMA,
-    VIDEOS_DIR,
-    VIDEOS_SCHEMA,
-)
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.dataset.layout import JOB_FILE, mask_part_path, tracks_path, video_row_path
+from sam_batch.dataset.schema import MASKS_SCHEMA, TRACKS_SCHEMA, VIDEOS_SCHEMA
+from sam_batch.media.storage import Location
 
 
 @dataclass
@@ -108,20 +100,6 @@ class ChunkMasks:
         return pa.table(self.columns, schema=MASKS_SCHEMA)
 
 
-#: Parts of videos still to be stitched: rewritten under ``masks/`` with global ids.
-STAGING_DIR = "_staging"
-
-
-def mask_part_path(video_id: str, segment: int, chunk_idx: int, staged: bool = False) -> str:
-    folder = f"{STAGING_DIR}/{MASKS_DIR}" if staged else MASKS_DIR
-    return f"{folder}/{safe_name(video_id)}/part-s{segment:03d}-c{chunk_idx:05d}.parquet"
-
-
-def state_path(video_id: str, segment: int, chunk_idx: int) -> str:
-    """Checkpoint of the state after chunk ``chunk_idx`` (the next chunk's input)."""
-    return f"{STATES_DIR}/{safe_name(video_id)}/s{segment:03d}-c{chunk_idx:05d}.state"
-
-
 def table_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
@@ -134,23 +112,22 @@ def write_mask_part(loc: Location, rows: ChunkMasks, segment: int, staged: bool 
     return relpath
 
 
-def write_video_row(loc: Location, row: dict, name: str | None = None) -> None:
+def write_video_row(loc: Location, row: dict, duplicate_row: int | None = None) -> None:
     """Commit a video's ``videos/`` row (one part per video: re-runs replace it).
 
-    ``name`` overrides the part's name where one id stands for several manifest
-    rows (duplicates), so that each row's failure is kept.
+    ``duplicate_row``: the manifest row, where one id stands for several rows
+    (duplicates), so that each row's failure is kept.
     """
     table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in VIDEOS_SCHEMA}],
                                  schema=VIDEOS_SCHEMA)
-    name = name or safe_name(row["video_id"])
-    loc.write(f"{VIDEOS_DIR}/{name}.parquet", table_bytes(table))
+    loc.write(video_row_path(row["video_id"], duplicate_row), table_bytes(table))
 
 
 def write_tracks(loc: Location, video_id: str, rows: Iterable[dict]) -> None:
     table = pa.Table.from_pylist(
         [{f.name: r.get(f.name) for f in TRACKS_SCHEMA} for r in rows], schema=TRACKS_SCHEMA
     )
-    loc.write(f"{TRACKS_DIR}/{safe_name(video_id)}.parquet", table_bytes(table))
+    loc.write(tracks_path(video_id), table_bytes(table))
 
 
 def write_job_file(loc: Location, job: dict) -> None:

@@ -19,33 +19,31 @@ from importlib import metadata
 from typing import Any
 
 from sam_batch.config import JobConfig, Redactor
-from sam_batch.dataset.compact import committed_chunks, file_key
-from sam_batch.dataset.retention import KeepStates
-from sam_batch.dataset.schema import (
-    DATASET_FORMAT_VERSION,
+from sam_batch.dataset.compact import committed_chunks
+from sam_batch.dataset.layout import (
     JOB_FILE,
-    MASKS_DIR,
-    STATES_DIR,
-    STATUS_FAILED,
-    STATUS_OK,
-    TRACKS_DIR,
-    VIDEOS_DIR,
-)
-from sam_batch.dataset.writer import (
+    JOB_PATHS,
+    RUN_FILE,
     STAGING_DIR,
-    ObjectStats,
+    MaskFile,
+    init_state_path,
+    masks_folder,
+    probe_path,
     state_path,
-    write_job_file,
-    write_video_row,
+    states_folder,
+    video_paths,
 )
+from sam_batch.dataset.retention import KeepStates
+from sam_batch.dataset.schema import DATASET_FORMAT_VERSION, STATUS_FAILED, STATUS_OK
+from sam_batch.dataset.writer import ObjectStats, write_job_file, write_video_row
 from sam_batch.driver.progress import Progress
 from sam_batch.errors import ConfigError, SamBatchError
 from sam_batch.finish.complete import complete_video
 from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
 from sam_batch.finish.groups import finalize_groups
 from sam_batch.media.manifest import VideoEntry, expand_videos, read_manifest
-from sam_batch.media.probe_cache import PROBE_DIR, probe_cached
-from sam_batch.media.storage import Location, safe_name, with_retries
+from sam_batch.media.probe_cache import probe_cached
+from sam_batch.media.storage import Location, with_retries
 from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import (
     SPARSE,
@@ -58,7 +56,7 @@ from sam_batch.plan.chunks import (
 )
 from sam_batch.plan.object_groups import group_prompts, group_segment
 from sam_batch.plan.prompts import Prompt, validate_prompts
-from sam_batch.plan.tasks import ChunkResult, VideoTask, init_state_path
+from sam_batch.plan.tasks import ChunkResult, VideoTask
 from sam_batch.runtime import remote
 from sam_batch.runtime.pool import ActorPool
 from sam_batch.runtime.resources import worker_resources
@@ -66,7 +64,6 @@ from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
 from sam_batch.runtime.session import ray_session
 
 log = logging.getLogger("sam_batch")
-RUN_FILE = "_run.json"
 
 
 @dataclass
@@ -195,7 +192,7 @@ class _VideoHooks:
             return None
         return self._probe.remote(job.entry.video, self.config.inputs_storage(),
                                   self.config.output, self.config.storage_options,
-                                  video.video_id)
+                                  probe_path(video.video_id))
 
     def prepared(self, video: VideoRun, info_dict: dict) -> None:
         job: VideoJob = video.payload
@@ -303,11 +300,10 @@ class _VideoHooks:
         job.resumed = True
         # (segment, chunk) of the committed chunks: the staged parts, or (unstaged) the
         # parts and the compacted files' chunks. A state is written before its part.
-        name = safe_name(video.video_id)
-        committed = ({file_key(p)[1:] for p in
-                      self.out.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}", ".parquet")}
+        staged = self.out.list(masks_folder(video.video_id, staged=True), ".parquet")
+        committed = ({MaskFile.parse(p).key for p in staged}
                      if job.staged else committed_chunks(self.out, video.video_id))
-        states = set(self.out.list(f"{STATES_DIR}/{name}", ".state"))
+        states = set(self.out.list(states_folder(video.video_id), ".state"))
         for chain in video.chains:
             init = init_state_path(video.video_id, chain.segment.index)
             if init != first and not self.out.exists(init):
@@ -384,7 +380,6 @@ class _VideoHooks:
         job: VideoJob = video.payload
         info = job.info
         duplicate = job.entry.error is not None and "duplicate video_id" in job.entry.error
-        name = f"{safe_name(video.video_id)}~row{job.entry.row}" if duplicate else None
         write_video_row(self.out, {
             "video_id": video.video_id,
             "video": self.redactor.scrub(job.entry.video),
@@ -399,7 +394,7 @@ class _VideoHooks:
             "started_at": _iso(video.started),
             "finished_at": _iso(time.time()),
             "wall_s": time.time() - video.started if video.started else None,
-        }, name)
+        }, job.entry.row if duplicate else None)
 
 
 def plan_for(config: JobConfig, video_id: str, num_frames: int, workers: int,
@@ -433,9 +428,8 @@ def video_entries(config: JobConfig) -> list[VideoEntry]:
 def _open_output(out: Location, config: JobConfig, redactor: Redactor) -> None:
     """Start a dataset, or check that the one there is this job's, to resume it."""
     if config.overwrite:
-        for d in (MASKS_DIR, TRACKS_DIR, VIDEOS_DIR, STATES_DIR, STAGING_DIR, PROBE_DIR,
-                  JOB_FILE, RUN_FILE):
-            out.delete(d)
+        for path in JOB_PATHS:
+            out.delete(path)
     if out.exists(RUN_FILE):
         before = json.loads(out.read(RUN_FILE))
         if before.get("fingerprint") != config.fingerprint():
@@ -457,9 +451,8 @@ def _state_of(spec: ChunkSpec) -> str:
 
 
 def _delete_video(out: Location, video_id: str) -> None:
-    for d in (MASKS_DIR, STATES_DIR, TRACKS_DIR, f"{STAGING_DIR}/{MASKS_DIR}"):
-        out.delete(f"{d}/{safe_name(video_id)}")
-    out.delete(f"{TRACKS_DIR}/{safe_name(video_id)}.parquet")
+    for path in video_paths(video_id):
+        out.delete(path)
 
 
 def _video_fingerprint(config: JobConfig, prompts: list, info: VideoInfo, segments: int,

@@ -46,9 +46,9 @@ from urllib.parse import unquote
 import numpy as np
 from PIL import Image
 
+from sam_batch.dataset.layout import VIDEOS_DIR
 from sam_batch.dataset.reader import Dataset, MaskRow
 from sam_batch.dataset.rle import encode as rle_encode
-from sam_batch.dataset.schema import VIDEOS_DIR
 from sam_batch.errors import SamBatchError
 from sam_batch.evaluation.metrics import (
     JF,

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sam_batch.dataset.compact import compact_video
+from sam_batch.dataset.layout import states_folder
 from sam_batch.dataset.retention import prune_states
-from sam_batch.dataset.schema import STATES_DIR
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.storage import Location
 
 
 def complete_video(finalize: Callable[..., int], output_url: str, storage_options: dict,
@@ -27,5 +27,5 @@ def complete_video(finalize: Callable[..., int], output_url: str, storage_option
     objects = finalize(output_url, storage_options, video_id, *args, **kwargs)
     loc = Location(output_url, storage_options)
     compact_video(loc, video_id)
-    prune_states(loc, f"{STATES_DIR}/{safe_name(video_id)}", drop_states)
+    prune_states(loc, states_folder(video_id), drop_states)
     return objects

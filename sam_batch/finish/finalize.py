@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sam_batch.dataset.compact import visible_mask_files
-from sam_batch.dataset.schema import MASKS_DIR, MASKS_SCHEMA, ORIGIN_PROMPT
-from sam_batch.dataset.writer import STAGING_DIR, ObjectStats, table_bytes, write_tracks
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.dataset.layout import MaskFile, masks_folder
+from sam_batch.dataset.schema import MASKS_SCHEMA, ORIGIN_PROMPT
+from sam_batch.dataset.writer import ObjectStats, table_bytes, write_tracks
+from sam_batch.media.storage import Location
 
 
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
@@ -109,9 +110,8 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     from sam_batch.track.state import MemoryState
 
     loc = Location(output_url, storage_options)
-    name = safe_name(video_id)
-    staged = loc.list(f"{STAGING_DIR}/{MASKS_DIR}/{name}/", ".parquet")
-    parts = {s.index: [p for p in staged if f"/part-s{s.index:03d}-" in p] for s in segments}
+    staged = [MaskFile.parse(p) for p in loc.list(masks_folder(video_id, staged=True), ".parquet")]
+    parts = {s.index: [f for f in staged if f.segment == s.index] for s in segments}
     bounds = {s.index: (s.start, s.end) for s in segments}
     shared: dict[int, set[int]] = {s.index: set() for s in segments}
     for a, b in pairwise(segments):
@@ -128,7 +128,7 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
         kept = pa.array(sorted(keep), pa.int64())
         near = pa.array(sorted(shared[seg.index]), pa.int64())
         for part in parts[seg.index]:  # masks leave Arrow only for the shared frames
-            table = _read(loc, part, ["frame_idx", "obj_id", "area", "rle"])
+            table = _read(loc, part.path, ["frame_idx", "obj_id", "area", "rle"])
             table = table.filter(pc.is_in(table["obj_id"], kept))
             present = table.filter(pc.greater(table["area"], 0)).group_by("obj_id").aggregate(
                 [("frame_idx", "min")])
@@ -155,7 +155,7 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
         ids = result.id_map(index)
         lo, hi = owned[index]
         for part in seg_parts:
-            table = _read(loc, part, None)
+            table = _read(loc, part.path, None)
             frames = table["frame_idx"]
             keep_rows = pc.and_(pc.and_(pc.greater_equal(frames, lo), pc.less(frames, hi)),
                                 pc.is_in(table["obj_id"], pa.array(list(ids), pa.int64())))
@@ -166,7 +166,7 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
             for frame, obj, area in zip(*(table[c].to_pylist() for c in
                                           ("frame_idx", "obj_id", "area")), strict=True):
                 stats.setdefault(obj, ObjectStats()).add(frame, area)
-            loc.write(part[len(STAGING_DIR) + 1:], table_bytes(table.cast(MASKS_SCHEMA)))
+            loc.write(part.committed().path, table_bytes(table.cast(MASKS_SCHEMA)))
     write_tracks(loc, video_id, [
         {
             "video_id": video_id,
@@ -179,7 +179,7 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
         }
         for t in result.tracks if t.obj_id in stats
     ])
-    loc.delete(f"{STAGING_DIR}/{MASKS_DIR}/{name}")
+    loc.delete(masks_folder(video_id, staged=True))
     return sum(1 for t in result.tracks if t.obj_id in stats)
 
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 
-from sam_batch.media.storage import Location, safe_name
+from sam_batch.media.storage import Location
 from sam_batch.media.video import probe
-
-#: Where a job keeps its probes (a resumed job reads them back instead of probing).
-PROBE_DIR = "_probe"
 
 
 def probe_cached(url: str, input_options: dict, output_url: str, output_options: dict,
-                 video_id: str) -> dict:
-    """``probe(url).to_dict()``, read back from the dataset when this job probed it before."""
+                 path: str) -> dict:
+    """``probe(url).to_dict()``, read back from ``path`` in the dataset when this job
+    probed it before (``dataset.layout.probe_path``)."""
     out = Location(output_url, output_options)
-    path = f"{PROBE_DIR}/{safe_name(video_id)}.json"
     if out.exists(path):
         cached = json.loads(out.read(path))
         if cached.get("url") == url:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sam_batch.dataset.writer import ObjectStats
-from sam_batch.media.storage import safe_name
 from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import ChunkSpec
 from sam_batch.plan.prompts import Prompt
@@ -73,8 +72,3 @@ class ChunkResult:
     encoded_ahead: int
     seconds: float
     seeds: Seeds | None = None  # a sparse pass's masks at segment starts
-
-
-def init_state_path(video_id: str, segment: int = 0) -> str:
-    name = "init" if segment == 0 else f"init-s{segment:03d}"
-    return f"_states/{safe_name(video_id)}/{name}.state"

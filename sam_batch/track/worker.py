@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from sam_batch.dataset import rle
+from sam_batch.dataset.layout import init_state_path, state_path
 from sam_batch.dataset.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
-from sam_batch.dataset.writer import ChunkMasks, state_path, write_mask_part
+from sam_batch.dataset.writer import ChunkMasks, write_mask_part
 from sam_batch.media.storage import Location
 from sam_batch.plan.chunks import ChunkSpec
 from sam_batch.plan.discovery import DiscoverySettings, Lifecycle
 from sam_batch.plan.prompts import Prompt
-from sam_batch.plan.tasks import ChunkResult, Seeds, StateSource, VideoTask, init_state_path
+from sam_batch.plan.tasks import ChunkResult, Seeds, StateSource, VideoTask
 from sam_batch.track.discovery import Discoverer
 from sam_batch.track.frames import FrameSource, SparseFrames, VideoFrames, read_one
 from sam_batch.track.model import ModelIdentity, ModelSpec, load_model
