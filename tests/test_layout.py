@@ -1,6 +1,6 @@
 """The package layout is a rule, not a habit: ``lint-imports`` holds the contracts in
 pyproject.toml (Ray only in runtime, torch and sam2 only in track and training, plain
-media/dataset/plan, dataset readers that start nothing, cli > driver > runtime > track)."""
+media/dataset/plan/finish, dataset readers that start nothing, cli > driver > runtime > track)."""
 
 from __future__ import annotations
 

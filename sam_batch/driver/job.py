@@ -37,7 +37,7 @@ from sam_batch.dataset.retention import KeepStates
 from sam_batch.dataset.schema import DATASET_FORMAT_VERSION, STATUS_FAILED, STATUS_OK
 from sam_batch.dataset.writer import ObjectStats, write_job_file, write_video_row
 from sam_batch.driver.progress import Progress
-from sam_batch.errors import ConfigError, SamBatchError
+from sam_batch.errors import ConfigError, SamBatchError, StateMismatchError
 from sam_batch.finish.complete import complete_video
 from sam_batch.finish.finalize import StagedSegment, finalize_stitched, finalize_video, merge_stats
 from sam_batch.finish.groups import finalize_groups
@@ -57,6 +57,7 @@ from sam_batch.plan.chunks import (
 from sam_batch.plan.object_groups import group_prompts, group_segment
 from sam_batch.plan.prompts import Prompt, validate_prompts
 from sam_batch.plan.tasks import ChunkResult, VideoTask
+from sam_batch.plan.track_meta import read_meta
 from sam_batch.runtime import remote
 from sam_batch.runtime.pool import ActorPool
 from sam_batch.runtime.resources import worker_resources
@@ -291,10 +292,12 @@ class _VideoHooks:
         first = init_state_path(video.video_id)
         if not self.out.exists(first):
             return
-        from sam_batch.track.state import MemoryState  # torch, only when there is a state to read
-
         first_data = self.out.read(first)
-        if MemoryState.from_bytes(first_data).extra.get("fingerprint") != job.fingerprint:
+        try:
+            fingerprint = read_meta(first_data).fingerprint
+        except StateMismatchError:  # a state of an older sam_batch
+            fingerprint = None
+        if fingerprint != job.fingerprint:
             _delete_video(self.out, video.video_id)  # other prompts or settings: start over
             return
         job.resumed = True

@@ -22,6 +22,8 @@ from sam_batch.dataset.layout import MaskFile, masks_folder
 from sam_batch.dataset.schema import MASKS_SCHEMA, ORIGIN_PROMPT
 from sam_batch.dataset.writer import ObjectStats, table_bytes, write_tracks
 from sam_batch.media.storage import Location
+from sam_batch.plan.discovery import Lifecycle
+from sam_batch.plan.track_meta import read_meta
 
 
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
@@ -103,11 +105,9 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     keeping (prompted, or discovered and confirmed). Re-running it after a
     crash rewrites the same parts: the staging area is removed last.
     """
-    # Imported here: they bring torch and scipy, which the common finalize_video
-    # (one remote task per video, in a light worker process) never needs.
+    # Imported here: scipy, which the common finalize_video (one remote task per
+    # video, in a light worker process) never needs.
     from sam_batch.finish.stitch import LocalTrack, Segment, owned_ranges, stitch
-    from sam_batch.plan.discovery import Lifecycle
-    from sam_batch.track.state import MemoryState
 
     loc = Location(output_url, storage_options)
     staged = [MaskFile.parse(p) for p in loc.list(masks_folder(video_id, staged=True), ".parquet")]
@@ -121,8 +121,8 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     local_segments = []
     origins: dict[tuple[int, int], str] = {}
     for seg in segments:
-        life = MemoryState.from_bytes(loc.read(seg.final_state)).extra.get("lifecycle", {})
-        keep = Lifecycle(life, None).kept_ids()
+        life = read_meta(loc.read(seg.final_state)).lifecycle
+        keep = Lifecycle(dict(life), None).kept_ids()
         firsts: dict[int, int] = {}
         masks: dict[int, dict[int, str]] = {}
         kept = pa.array(sorted(keep), pa.int64())

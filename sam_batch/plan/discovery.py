@@ -88,7 +88,7 @@ def parse_discover(text: str | None, options: Mapping | None = None) -> Discover
 
 
 class Lifecycle:
-    """Per-object life cycle, kept as plain data in the memory state's ``extra``.
+    """Per-object life cycle, kept as plain data in the memory state's ``TrackMeta``.
 
     >>> life = Lifecycle({}, DiscoverySettings(confirm_after=2, retire_after=2))
     >>> life.born(7, frame=0, origin="discovered")

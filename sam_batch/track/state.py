@@ -8,7 +8,8 @@ constant, and the video length (it bounds the pointer window). A state holds
 those, per object, under global frame indices (pointers carry a temporal encoding
 of the signed frame distance, so absolute indices matter), and nothing else: a few
 MB per object however long the video. It is plain data; ``ChunkTracker`` runs the
-model on it.
+model on it. Its ``TrackMeta`` (provenance and per-object bookkeeping) goes first
+in its bytes as a JSON header, which ``plan.track_meta`` reads without torch.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import torch
 
 from sam_batch.errors import StateMismatchError
 from sam_batch.plan.model_spec import ModelIdentity
+from sam_batch.plan.track_meta import TrackMeta, pack, unpack
 
 STATE_FORMAT = "sam_batch.memory_state"
-STATE_VERSION = 1
+#: 2: the free-form ``extra`` dict became the typed ``TrackMeta`` header.
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class MemoryState:
     #: SAM 2's ``maskmem_pos_enc``: one constant for all frames and objects.
     maskmem_pos_enc: tuple[torch.Tensor, ...] | None
     chunks_done: int = 0
-    extra: dict = field(default_factory=dict)  # free-form provenance, e.g. video_id
+    meta: TrackMeta = field(default_factory=TrackMeta)
 
     @property
     def obj_ids(self) -> tuple[int, ...]:
@@ -102,14 +105,16 @@ class MemoryState:
         drop = set(obj_ids)
         return replace(self, objects=tuple(o for o in self.objects if o.obj_id not in drop))
 
-    def with_extra(self, **extra: object) -> MemoryState:
-        return replace(self, extra={**self.extra, **extra})
+    def with_meta(self, **changes: object) -> MemoryState:
+        """The state with these ``TrackMeta`` fields changed."""
+        return replace(self, meta=self.meta.with_changes(**changes))
 
     def to_bytes(self) -> bytes:
         """Serialize for Ray's object store and for checkpoints (tensors on CPU).
 
         Read back with ``from_bytes``, which loads with ``weights_only=True``:
-        a state file from elsewhere cannot run code.
+        a state file from elsewhere cannot run code. The ``TrackMeta`` header
+        comes first (``plan.track_meta.pack``).
         """
         payload = {
             "format": STATE_FORMAT,
@@ -121,7 +126,6 @@ class MemoryState:
             "next_frame": self.next_frame,
             "start_frame": self.start_frame,
             "chunks_done": self.chunks_done,
-            "extra": self.extra,
             "maskmem_pos_enc": (
                 None if self.maskmem_pos_enc is None else [_cpu(t) for t in self.maskmem_pos_enc]
             ),
@@ -136,13 +140,14 @@ class MemoryState:
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
-        return buf.getvalue()
+        return pack(self.meta, buf.getvalue())
 
     @classmethod
     def from_bytes(cls, data: bytes, expect_model: ModelIdentity | None = None) -> MemoryState:
         """Load a state; with ``expect_model``, refuse one made by another model."""
+        meta, tensors = unpack(data)
         try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            payload = torch.load(io.BytesIO(tensors), map_location="cpu", weights_only=True)
         except Exception as e:
             raise StateMismatchError(f"not a sam_batch memory state: {e}") from e
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
@@ -164,7 +169,7 @@ class MemoryState:
             next_frame=payload["next_frame"],
             start_frame=payload["start_frame"],
             chunks_done=payload["chunks_done"],
-            extra=payload["extra"],
+            meta=meta,
             maskmem_pos_enc=None if pos is None else tuple(pos),
             objects=tuple(
                 ObjectMemory(

@@ -41,6 +41,7 @@ import torch
 
 from sam_batch.errors import PromptError, SamBatchError
 from sam_batch.plan.prompts import Prompt, validate_prompts
+from sam_batch.plan.track_meta import TrackMeta
 from sam_batch.track.frames import FrameSource, prepare_frame, read_one
 from sam_batch.track.model import LoadedModel, inference
 from sam_batch.track.pipeline import TIMELINE, FramePrefetcher
@@ -95,7 +96,7 @@ class ChunkTracker:
         self,
         frames: FrameSource,
         prompts: Sequence[Prompt],
-        extra: dict | None = None,
+        meta: TrackMeta | None = None,
         next_frame: int = 0,
     ) -> MemoryState:
         """The state before the first chunk, with every prompt already encoded.
@@ -114,7 +115,7 @@ class ChunkTracker:
             start_frame=None,
             objects=(),
             maskmem_pos_enc=None,
-            extra=dict(extra or {}),
+            meta=meta or TrackMeta(),
         )
         return self.add_prompts(empty, frames, prompts)
 

@@ -26,6 +26,7 @@ from sam_batch.plan.chunks import ChunkSpec
 from sam_batch.plan.discovery import DiscoverySettings, Lifecycle
 from sam_batch.plan.prompts import Prompt
 from sam_batch.plan.tasks import ChunkResult, Seeds, StateSource, VideoTask
+from sam_batch.plan.track_meta import TrackMeta
 from sam_batch.track.discovery import Discoverer
 from sam_batch.track.frames import FrameSource, SparseFrames, VideoFrames, read_one
 from sam_batch.track.model import ModelIdentity, ModelSpec, load_model
@@ -70,9 +71,8 @@ class Worker:
             life.born(p.obj_id, p.frame, ORIGIN_PROMPT)
         state = self.tracker.start(
             self.frames(task), task.prompts,
-            extra={"video_id": task.video_id, "fingerprint": task.fingerprint,
-                   "segment": task.segment, "lifecycle": life.table,
-                   "next_id": task.first_free_id, "last_masks": {}},
+            meta=TrackMeta(task.video_id, task.segment, task.fingerprint, task.first_free_id,
+                           life.table),
             next_frame=0 if task.is_sparse else task.start_frame,
         )
         if task.track_from is not None and state.start_frame is not None:
@@ -98,8 +98,8 @@ class Worker:
         if task.is_sparse:
             return self._sparse_chunk(spec, task, frames, state, encoded, t0)
         rows = ChunkMasks(spec.video_id, spec.chunk_idx)
-        life = Lifecycle(dict(state.extra.get("lifecycle", {})), self.discovery)
-        last: dict[int, str] = dict(state.extra.get("last_masks", {}))  # obj -> rle, last frame
+        life = Lifecycle(state.meta.lifecycle_table(), self.discovery)
+        last: dict[int, str] = dict(state.meta.last_masks)  # obj -> rle, last frame
         keyframes = (self.discovery.keyframes(task.start_frame, spec.start, spec.end)
                      if self.discovery else [])
         tracked, pos, chunks_done = 0, spec.start, state.chunks_done
@@ -123,7 +123,7 @@ class Worker:
                 pos = stop
             if stop < spec.end:  # a keyframe: look for objects no track explains
                 state, encoded = self._discover(state, frames, stop, task, life, last)
-        state = replace(state, chunks_done=chunks_done + 1).with_extra(
+        state = replace(state, chunks_done=chunks_done + 1).with_meta(
             lifecycle=life.table, last_masks={o: last[o] for o in state.obj_ids if o in last})
         out_bytes = state.to_bytes()
         self.output.write(state_path(spec.video_id, spec.segment, spec.chunk_idx), out_bytes)
@@ -151,7 +151,7 @@ class Worker:
         live += [p.mask() for p in task.prompts if p.frame == frame and p.mask_rle is not None]
         found = self._discoverer.new_objects(rgb, live)
         encoded = [self.tracker.encode(frame, rgb)]
-        next_id = int(state.extra.get("next_id", task.first_free_id))
+        next_id = state.meta.next_id
         prompts = []
         for i, proposal in enumerate(found):
             enc = rle.encode(proposal.mask)
@@ -161,7 +161,7 @@ class Worker:
         if not prompts:
             return state, encoded
         state = self.tracker.add_prompts(state, frames, prompts, encoded=encoded)
-        return state.with_extra(next_id=next_id + len(prompts)), encoded
+        return state.with_meta(next_id=next_id + len(prompts)), encoded
 
     def _sparse_chunk(self, spec: ChunkSpec, task: VideoTask, frames: FrameSource,
                       state: MemoryState, encoded: list[EncodedFrame], t0: float
