@@ -7,6 +7,10 @@ chain whose current chunk is running (lookahead) and encodes its frames while
 the state is computed. The driver keeps its own copy of every chain's latest
 state, so a chunk whose actor or node dies is retried from its input state on a
 fresh actor. Bad input fails one video, never the job.
+
+The scheduler reaches the actors and the object store through ``Calls``
+(``RayCalls`` in a job), so its decisions are tested in-process against a fake
+pool and fake calls.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 
@@ -28,6 +32,52 @@ log = logging.getLogger("sam_batch")
 
 #: Position of a chain's start (prompt encoding) before its chunks 0..n-1.
 START = -1
+
+
+class Calls(Protocol):
+    """What the scheduler asks of the cluster: an actor's two calls, waiting on
+    their answers, and the object store."""
+
+    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> Any: ...
+    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
+                  ) -> tuple[Any, Any]: ...
+    def wait(self, refs: list, timeout: float) -> list:
+        """The refs that are ready: at least one, unless ``timeout`` passes first."""
+    def get(self, ref: Any) -> Any: ...
+    def put(self, value: Any) -> Any: ...
+    def is_ref(self, value: Any) -> bool: ...
+    def actor_died(self, error: BaseException) -> bool: ...
+
+
+class RayCalls:
+    """``Calls`` on Ray: actor methods, ``ray.wait``, the object store."""
+
+    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> ray.ObjectRef:
+        return slot.actor.start_video.remote(key, [task_ref])
+
+    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
+                  ) -> tuple[ray.ObjectRef, ray.ObjectRef]:
+        return slot.actor.run_chunk.options(num_returns=2).remote(spec, [task_ref], [state])
+
+    def wait(self, refs: list, timeout: float) -> list:
+        # Wake on the first completion (an idle actor gets work at once), then take
+        # whatever else is already done; waiting for all would idle actors for ``timeout``.
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        return ready
+
+    def get(self, ref: ray.ObjectRef) -> Any:
+        return ray.get(ref)
+
+    def put(self, value: Any) -> ray.ObjectRef:
+        return ray.put(value)
+
+    def is_ref(self, value: Any) -> bool:
+        return isinstance(value, ray.ObjectRef)
+
+    def actor_died(self, error: BaseException) -> bool:
+        return isinstance(error, ray.exceptions.RayActorError)
 
 
 @dataclass
@@ -97,8 +147,10 @@ class Scheduler:
         max_retries: int,
         scrub: Callable[[str], str],
         progress: Callable[[Scheduler], None] | None = None,
+        calls: Calls | None = None,
     ):
         self.pool = pool
+        self.calls: Calls = calls or RayCalls()
         self.max_active = max_active
         self.max_retries = max_retries
         self.scrub = scrub
@@ -190,13 +242,11 @@ class Scheduler:
                 state: ray.ObjectRef | None, lookahead: bool) -> None:
         if pos == START:
             key = (video.video_id, chain.segment.index)
-            ref = slot.actor.start_video.remote(key, [chain.task_ref])
+            ref = self.calls.start_video(slot, key, chain.task_ref)
             flight = Flight("start", video, chain, pos, slot, slot.generation, state_ref=ref)
         else:
             spec = chain.chunks[pos]
-            ref, state_ref = slot.actor.run_chunk.options(num_returns=2).remote(
-                spec, [chain.task_ref], [state]
-            )
+            ref, state_ref = self.calls.run_chunk(slot, spec, chain.task_ref, state)
             flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
                             state_ref)
         slot.busy = True
@@ -216,11 +266,7 @@ class Scheduler:
         pending = [*self.pool.starting, *self.flights]
         if not pending:
             return
-        # Wake on the first completion (an idle actor gets work at once), then take
-        # whatever else is already done; waiting for all would idle actors for ``timeout``.
-        ready, rest = ray.wait(pending, num_returns=1, timeout=timeout)
-        if ready and rest:
-            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        ready = self.calls.wait(pending, timeout)
         for ref in [r for r in ready if r in self.pool.starting]:
             self.pool.on_ready(ref)  # an actor joins (or the model cannot load: job stops)
         for ref in ready:
@@ -231,8 +277,8 @@ class Scheduler:
             if flight.slot is not None and flight.slot.generation == flight.generation:
                 flight.slot.busy = False
             try:
-                value = ray.get(ref)
-                state = ray.get(flight.state_ref) if flight.kind == "chunk" else value
+                value = self.calls.get(ref)
+                state = self.calls.get(flight.state_ref) if flight.kind == "chunk" else value
             except Exception as e:  # every failure is classified in _on_error
                 self._on_error(flight, e)
             else:
@@ -260,7 +306,7 @@ class Scheduler:
                 self._chunk_done(video, chain, value)
         nxt = flight.pos + 1
         if nxt < len(chain.chunks):
-            chain.states[nxt] = ray.put(state)  # the driver's own copy survives any node
+            chain.states[nxt] = self.calls.put(state)  # the driver's own copy survives any node
         else:
             chain.done = True
             if all(c.done for c in video.chains):
@@ -275,7 +321,7 @@ class Scheduler:
         except Exception as e:  # finalising here failed: the video fails, not the job
             self._fail(video, f"{type(e).__name__}: {e}")
             return
-        if isinstance(result, ray.ObjectRef):
+        if self.calls.is_ref(result):
             self._call(video, result, lambda r: self._finish_done(video, r))
         else:
             self._finish_done(video, result)
@@ -286,7 +332,7 @@ class Scheduler:
 
     def _on_error(self, flight: Flight, error: Exception) -> None:
         video, chain = flight.video, flight.chain
-        actor_died = isinstance(error, ray.exceptions.RayActorError)
+        actor_died = self.calls.actor_died(error)
         if actor_died and flight.slot is not None and flight.slot.generation == flight.generation:
             self.pool.replace(flight.slot)
         if video.status == "failed":

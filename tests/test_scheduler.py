@@ -1,0 +1,240 @@
+"""The scheduler's promises, against an in-process pool: no Ray, no model, milliseconds.
+
+Lookahead (an idle actor takes a chain's next chunk while the chunk before runs,
+fed the state that chunk will return), retry from a chunk's input state, a dead
+actor replaced and its chunk retried, and resume from the chunks already
+committed. ``FakeCalls`` completes a call once its input state is ready, as a
+cluster would; the slow fault tests check the same against Ray.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from sam_batch.plan.chunks import plan_video
+from sam_batch.runtime.pool import Slot
+from sam_batch.runtime.scheduler import START, Chain, Scheduler, VideoRun
+
+FRAMES, CHUNK = 12, 4  # one segment of three chunks
+
+
+class ActorDied(Exception):
+    """What a call raises when its actor died under it."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    n: int
+
+
+@dataclass
+class Call:
+    ref: Ref
+    kind: str  # "start" or "chunk"
+    slot: int
+    generation: int
+    pos: int = START
+    state: Ref | None = None  # a chunk's input state
+    lookahead: bool = False
+
+
+@dataclass
+class FakeCalls:
+    """Calls complete in ``wait`` once their input state is ready; ``fail`` maps a
+    ``(kind, pos)`` to the errors its next attempts raise, one per attempt."""
+
+    fail: dict[tuple[str, int], list[Exception]] = field(default_factory=dict)
+    log: list[Call] = field(default_factory=list)
+    values: dict[Ref, Any] = field(default_factory=dict)
+    errors: dict[Ref, Exception] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=itertools.count)
+    _pending: dict[Ref, tuple[Call, Ref | None]] = field(default_factory=dict)
+
+    def _ref(self) -> Ref:
+        return Ref(next(self._ids))
+
+    def start_video(self, slot: Slot, key: tuple, task_ref: Ref) -> Ref:
+        call = Call(self._ref(), "start", slot.index, slot.generation)
+        self.log.append(call)
+        self._pending[call.ref] = (call, None)
+        return call.ref
+
+    def run_chunk(self, slot: Slot, spec: Any, task_ref: Ref, state: Ref) -> tuple[Ref, Ref]:
+        call = Call(self._ref(), "chunk", slot.index, slot.generation, spec.chunk_idx, state,
+                    lookahead=state not in self.values)
+        self.log.append(call)
+        state_out = self._ref()
+        self._pending[call.ref] = (call, state_out)
+        return call.ref, state_out
+
+    def wait(self, refs: list, timeout: float) -> list:
+        done = []
+        for ref, (call, state_out) in list(self._pending.items()):
+            if call.state is not None and call.state not in self.values:
+                if call.state in self.errors:  # its input never comes
+                    self.errors[ref] = RuntimeError("input state lost")
+                    del self._pending[ref]
+                    done.append(ref)
+                continue
+            del self._pending[ref]
+            errors = self.fail.get((call.kind, call.pos))
+            if errors:
+                self.errors[ref] = errors.pop(0)
+                if state_out is not None:
+                    self.errors[state_out] = self.errors[ref]
+            elif call.kind == "start":
+                self.values[ref] = "init"
+            else:
+                self.values[ref] = SimpleNamespace(frames_tracked=CHUNK)
+                self.values[state_out] = f"after {call.pos}"
+            done.append(ref)
+        return [r for r in refs if r in done]
+
+    def get(self, ref: Ref) -> Any:
+        if ref in self.errors:
+            raise self.errors[ref]
+        return self.values[ref]
+
+    def put(self, value: Any) -> Ref:
+        ref = self._ref()
+        self.values[ref] = value
+        return ref
+
+    def is_ref(self, value: Any) -> bool:
+        return isinstance(value, Ref)
+
+    def actor_died(self, error: BaseException) -> bool:
+        return isinstance(error, ActorDied)
+
+    def chunks(self) -> list[int]:
+        return [c.pos for c in self.log if c.kind == "chunk"]
+
+
+class FakePool:
+    """Slots that are ready at once; ``replace`` starts a new generation."""
+
+    def __init__(self, size: int):
+        self.slots = [Slot(i, actor=f"actor-{i}", ready=True) for i in range(size)]
+        self.starting: dict = {}
+        self.replaced: list[int] = []
+
+    def check_started(self) -> None:
+        pass
+
+    def on_ready(self, ref: Any) -> None:
+        pass
+
+    def idle(self) -> list[Slot]:
+        return [s for s in self.slots if s.ready and not s.busy]
+
+    def replace(self, slot: Slot) -> None:
+        slot.generation += 1
+        slot.busy = False
+        self.replaced.append(slot.index)
+
+
+def run_one(calls: FakeCalls, workers: int = 1, resume_at: int | None = None,
+            max_retries: int = 2) -> VideoRun:
+    """Schedule one video of one segment to its end; ``resume_at``: chunks before it
+    are committed, and the driver holds the state after the one before."""
+    segment = plan_video("v", FRAMES, CHUNK).segments[0]
+    finished = []
+
+    def prepared(video: VideoRun, _: Any) -> None:
+        chain = Chain(segment, task_ref=calls.put("task"))
+        if resume_at is not None:  # as the job's resume does
+            chain.next = resume_at
+            chain.states[resume_at] = calls.put(f"after {resume_at - 1}")
+        video.chains.append(chain)
+        video.status = "running"
+
+    video = VideoRun("v", payload=None)
+    scheduler = Scheduler(FakePool(workers), max_active=2, max_retries=max_retries,
+                          scrub=str, calls=calls)
+    scheduler.run([video], prepare=lambda v: None, prepared=prepared,
+                  finish=lambda v: 1, finished=lambda v, n: finished.append(n),
+                  failed=lambda v: None)
+    assert finished == ([1] if video.status == "done" else [])
+    return video
+
+
+def test_one_actor_runs_the_chain_in_order_each_chunk_from_the_state_before():
+    calls = FakeCalls()
+    video = run_one(calls)
+    assert video.status == "done" and video.chunks_done == 3
+    assert [c.kind for c in calls.log] == ["start", "chunk", "chunk", "chunk"]
+    assert calls.chunks() == [0, 1, 2]
+    inputs = [calls.values[c.state] for c in calls.log if c.kind == "chunk"]
+    assert inputs == ["init", "after 0", "after 1"]
+
+
+def test_an_idle_actor_looks_ahead_to_the_next_chunk_fed_the_running_ones_state():
+    calls = FakeCalls()
+    video = run_one(calls, workers=2)
+    assert video.status == "done" and video.frames_tracked == FRAMES
+    start, first = calls.log[:2]
+    assert (start.kind, start.slot) == ("start", 0)
+    # Chunk 0 goes to the other actor before its state exists: the start's output.
+    assert (first.pos, first.slot, first.lookahead, first.state) == (0, 1, True, start.ref)
+    assert calls.chunks() == [0, 1, 2]  # no chunk ran twice
+
+
+def test_a_failed_chunk_is_retried_from_its_input_state():
+    calls = FakeCalls(fail={("chunk", 1): [RuntimeError("CUDA error")]})
+    video = run_one(calls)
+    assert video.status == "done" and video.attempts[(0, 1)] == 1
+    runs = [c for c in calls.log if c.kind == "chunk" and c.pos == 1]
+    assert len(runs) == 2 and runs[0].state == runs[1].state  # the driver's own copy
+    assert calls.values[runs[1].state] == "after 0"
+
+
+def test_a_chunk_failing_more_than_max_retries_fails_the_video_not_the_job():
+    calls = FakeCalls(fail={("chunk", 2): [RuntimeError("bad frame")] * 3})
+    video = run_one(calls, max_retries=2)
+    assert video.status == "failed"
+    assert video.error == "chunk 2 failed 3 times; last error: RuntimeError: bad frame"
+
+
+def test_a_dead_actor_is_replaced_and_its_chunk_runs_again_on_the_new_one():
+    calls = FakeCalls(fail={("chunk", 1): [ActorDied("node lost")]})
+    video = run_one(calls)
+    assert video.status == "done"
+    runs = [c for c in calls.log if c.kind == "chunk" and c.pos == 1]
+    assert [(c.slot, c.generation) for c in runs] == [(0, 0), (0, 1)]
+    assert calls.chunks() == [0, 1, 1, 2]
+
+
+def test_a_lookahead_chunk_whose_state_never_came_runs_again_without_a_retry_counted():
+    calls = FakeCalls(fail={("start", START): [RuntimeError("prompt encoding failed")]})
+    video = run_one(calls, workers=2)
+    assert video.status == "done"
+    assert video.attempts[(0, START)] == 1 and video.attempts[(0, 0)] == 0
+    assert [c.kind for c in calls.log[:2]] == ["start", "chunk"]  # chunk 0 looked ahead
+    inputs = [calls.values.get(c.state) for c in calls.log if c.kind == "chunk"]
+    assert inputs[0] is None and inputs[-3:] == ["init", "after 0", "after 1"]
+
+
+def test_resume_goes_on_from_the_first_chunk_not_committed():
+    calls = FakeCalls()
+    video = run_one(calls, resume_at=2)
+    assert video.status == "done"
+    assert [c.kind for c in calls.log] == ["chunk"] and calls.chunks() == [2]
+    assert calls.values[calls.log[0].state] == "after 1"
+
+
+def test_resumed_with_every_chunk_committed_the_video_only_finishes():
+    segment = plan_video("v", FRAMES, CHUNK).segments[0]
+    calls, finished = FakeCalls(), []
+
+    def prepared(video: VideoRun, _: Any) -> None:
+        video.chains.append(Chain(segment, task_ref=calls.put("task"), next=3, done=True))
+        video.status = "running"
+
+    video = VideoRun("v", payload=None)
+    Scheduler(FakePool(1), 2, 2, str, calls=calls).run(
+        [video], lambda v: None, prepared, lambda v: 7, lambda v, n: finished.append(n),
+        lambda v: None)
+    assert video.status == "done" and finished == [7] and calls.log == []
