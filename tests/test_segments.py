@@ -13,20 +13,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from pycocotools import mask as mask_utils
 
 from sam_batch.config import JobConfig
 from sam_batch.dataset.reader import Dataset
-from sam_batch.dataset.rle import encode
+from sam_batch.dataset.rle import encode, to_coco
 from sam_batch.driver.job import run
 from sam_batch.evaluation.metrics.identity import boundary_id_metrics
 from sam_batch.finish.stitch import Segment, owned_ranges
 from sam_batch.plan.chunks import plan_video
 from sam_batch.plan.prompts import prompts_from_dicts
-from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
+from sam_batch.synthetic import (
+    SceneConfig,
+    box_prompt,
+    first_frame_prompts,
+    generate,
+    make_scene,
+    render,
+    step_away,
+    write_mp4,
+)
 from sam_batch.track.frames import VideoFrames
 from sam_batch.track.model import load_model
+from sam_batch.track.state import MemoryState
 from sam_batch.track.tracker import ChunkTracker
 
 pytestmark = pytest.mark.slow
@@ -60,6 +72,15 @@ def _by_frame(ds: Dataset, video_id: str) -> dict[int, dict[int, str]]:
     for r in ds.masks(video_id).to_pylist():
         out.setdefault(r["frame_idx"], {})[r["obj_id"]] = r["rle"]
     return out
+
+
+def area(rle: str, height: int = 64, width: int = 96) -> int:
+    return int(mask_utils.area(to_coco(rle, height, width)))
+
+
+def iou(a: str, b: str, height: int = 64, width: int = 96) -> float:
+    return float(mask_utils.iou([to_coco(a, height, width)], [to_coco(b, height, width)],
+                                [0])[0][0])
 
 
 def assert_valid(ds: Dataset, video_id: str, frames: int, segments: int) -> list[dict]:
@@ -125,6 +146,53 @@ def test_one_two_and_three_segments(ray_local, video, tmp_path):
         assert metrics.overall.idf1 == 1.0, (s, metrics.overall)
         assert metrics.overall.frames == len(set().union(
             *(range(b - OVERLAP, b + OVERLAP + 1) for b in starts)))
+
+
+def test_seeded_segments_keep_hidden_objects_and_every_prompt(ray_local, tmp_path):
+    """Seeds are the sparse pass's memory: the user's prompts stay conditioning frames in
+    every segment, and an object off-screen at a segment start keeps its id and rows."""
+    frames, hidden_at = 48, 26  # S = 3, overlap 6: segments start at frames 10 and 26
+    clip = render(step_away(make_scene(SceneConfig(
+        seed=4, width=96, height=64, num_frames=frames, num_objects=2, enter_leave=False)),
+        {1: [hidden_at]}))
+    assert not clip.masks[1][hidden_at].any() and clip.masks[1][hidden_at + 8].any()
+    path = write_mp4(clip, tmp_path / "away.mp4", gop_size=8).path
+    prompts = [{**p, "frame": 0} if p["obj_id"] == 1 else p  # object 2 prompted on frame 13
+               for p in (box_prompt(k, f, clip.masks[k][f]) for k, f in ((1, 0), (2, 13)))]
+    manifest = _manifest(tmp_path / "m.jsonl", [{"video": str(path), "video_id": "away",
+                                                 "prompts": prompts}])
+    out = {}
+    for s in (1, 3):
+        summary = run(JobConfig(manifest=str(manifest), output=str(tmp_path / f"s{s}"),
+                                model="sam-batch-tiny", chunk_frames=8, overlap=6,
+                                sparse_step=4, segments=s, workers=2, cpus_per_worker=1,
+                                progress="off"))
+        assert summary.ok, summary.text()
+        ds = Dataset(str(tmp_path / f"s{s}"))
+        assert_valid(ds, "away", frames, s)
+        out[s] = _by_frame(ds, "away")
+        # Every object has a row on every frame (tracking starts at the first prompt).
+        assert all(sorted(out[s].get(f, {})) == [1, 2] for f in range(frames)), s
+
+    # Where the single pass finds object 1 again after it came back, so does the
+    # segmented run, under its own id, with much the same mask.
+    back = [f for f in range(hidden_at + 3, frames) if area(out[1][f][1]) > 0]
+    assert len(back) >= 8, back  # the model does find it again
+    found = [f for f in back if area(out[3][f][1]) > 0]
+    assert len(found) >= 0.9 * len(back), (back, found)
+    ious = [iou(out[3][f][1], out[1][f][1]) for f in back]
+    assert np.mean(ious) > 0.7, ious
+
+    # Every state of every segment holds the user's prompts as its only conditioning
+    # frames: object 1's frame-0 prompt too, long after frame 0. No predicted mask
+    # became a conditioning frame.
+    states = sorted((tmp_path / "s3" / "_states").glob("**/*.state"))
+    segments = set()
+    for file in states:
+        state = MemoryState.from_bytes(file.read_bytes())
+        segments.add(state.meta.segment)
+        assert {o.obj_id: sorted(o.cond) for o in state.objects} == {1: [0], 2: [13]}, file
+    assert segments == {0, 1, 2}
 
 
 def test_discovery_mode_tracks_videos_without_prompts(ray_local, video, tmp_path):

@@ -9,6 +9,7 @@ skipped, a video in progress continues after its last committed chunk.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -245,7 +246,11 @@ class _VideoHooks:
 
     def _sparse_chain(self, video: VideoRun, job: VideoJob, base: VideoTask,
                       prompts: list[Prompt]) -> Chain:
-        """Track every ``sparse_step``-th frame to seed the segments that wait."""
+        """Track every ``sparse_step``-th frame to seed the segments that wait.
+
+        The pass stops at the last sample before the last segment start: a segment is
+        seeded with the memory *before* its first frame, so nothing later is needed.
+        """
         assert job.plan is not None and job.info is not None
         starts = [s.start for s in job.plan.segments if s.index in job.waiting]
         indices = sparse_indices(job.info.num_frames, self.config.sparse_step,
@@ -255,11 +260,12 @@ class _VideoHooks:
                        seed_frames=tuple(starts),
                        prompts=tuple(replace(p, frame=local[p.frame]) for p in prompts
                                      if p.frame in local))
-        seg = sparse_plan(video.video_id, len(indices), self.config.chunk_frames)
+        needed = max(1, bisect.bisect_left(indices, max(starts)))
+        seg = sparse_plan(video.video_id, needed, self.config.chunk_frames)
         return Chain(seg, task_ref=remote.put(task))
 
     def chunk_done(self, video: VideoRun, chain: Chain, result: ChunkResult) -> None:
-        """A sparse-pass chunk: hand its masks to the segments starting in it as seeds."""
+        """A sparse-pass chunk: hand its memory states to the segments they seed."""
         job: VideoJob = video.payload
         if not job.staged:
             job.chunk_stats[result.spec.chunk_idx] = result.stats
@@ -269,19 +275,15 @@ class _VideoHooks:
             self._drop_previous_state(chain, result.spec)
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
-        size = (job.info.height, job.info.width)
         last = result.spec == chain.chunks[-1]
         found = result.seeds or {}
         for seg in job.plan.segments:
             task = job.waiting.get(seg.index)
             if task is None or (seg.start not in found and not last):
                 continue
-            prompted = {p.obj_id for p in task.prompts if p.frame == seg.start}
-            seeds = tuple(Prompt(obj_id=obj, frame=seg.start, mask_rle=mask, mask_size=size)
-                          for obj, mask in found.get(seg.start, ()) if obj not in prompted)
-            del job.waiting[seg.index]
+            del job.waiting[seg.index]  # (unseeded, were a start ever missed: its own prompts)
             next(c for c in video.chains if c.segment is seg).task_ref = remote.put(
-                replace(task, prompts=seeds + task.prompts))
+                replace(task, seed_state=found.get(seg.start)))
 
     def _resume(self, video: VideoRun, job: VideoJob) -> None:
         """Continue each segment after its last committed chunk, if begun before.

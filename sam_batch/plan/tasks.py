@@ -16,8 +16,9 @@ from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import ChunkSpec
 from sam_batch.plan.prompts import Prompt
 
-#: Seed masks a sparse pass hands to segment starts: ``{frame: ((obj_id, rle), ...)}``.
-Seeds = dict[int, tuple[tuple[int, str], ...]]
+#: What a sparse pass hands to the segments it seeds: ``{segment start frame: state}``, the
+#: memory state (``MemoryState`` bytes, global frame indices) to go on from at that frame.
+Seeds = dict[int, bytes]
 
 #: Returns the incoming state's bytes; with ``block=False`` None while not ready.
 StateSource = Callable[[bool], "bytes | None"]
@@ -40,9 +41,12 @@ class VideoTask:
     staged: bool = False
     #: Discovered objects get ids from here (above every user id of the video).
     first_free_id: int = 1
-    #: A sparse pass: track only these frames, return masks on ``seed_frames``.
+    #: A sparse pass: track only these frames, return the memory at each of ``seed_frames``.
     frame_indices: tuple[int, ...] | None = None
     seed_frames: tuple[int, ...] = ()
+    #: A seeded segment: the sparse pass's memory state at ``start_frame`` (bytes), which
+    #: already holds every prompt of the video; ``prompts`` are then not encoded again.
+    seed_state: bytes | None = None
     #: An object group (``plan.object_groups``): track from this frame, the video's first
     #: prompted frame, though the group's own prompts may all come later.
     track_from: int | None = None
@@ -71,4 +75,4 @@ class ChunkResult:
     stats: dict[int, ObjectStats]
     encoded_ahead: int
     seconds: float
-    seeds: Seeds | None = None  # a sparse pass's masks at segment starts
+    seeds: Seeds | None = None  # a sparse pass's memory at the segment starts it reached

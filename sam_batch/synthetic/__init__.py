@@ -37,7 +37,7 @@ from sam_batch.synthetic.prompts import (
 from sam_batch.synthetic.raster import BACKGROUNDS, SHAPES, TEXTURES
 from sam_batch.synthetic.render import Clip, Frame, generate, iter_frames, render, render_frame
 from sam_batch.synthetic.sample import write_sample
-from sam_batch.synthetic.scene import Scene, SceneConfig, make_scene
+from sam_batch.synthetic.scene import Scene, SceneConfig, make_scene, step_away
 from sam_batch.synthetic.writers import VideoFile, davis_palette, write_davis_png, write_mp4
 
 SyntheticVideo = Clip
@@ -63,6 +63,7 @@ __all__ = [
     "points_prompt",
     "render",
     "render_frame",
+    "step_away",
     "write_davis_png",
     "write_mp4",
     "write_sample",

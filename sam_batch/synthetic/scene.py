@@ -297,3 +297,33 @@ def make_scene(config: SceneConfig) -> Scene:
     crossing = (t_c, pair[0], pair[1]) if pair else None
     distractors = tuple(look.color_a for look in looks)
     return Scene(c, tuple(objects), z_order, bg_kind, crossing, margin, distractors)
+
+
+def step_away(scene: Scene, away: dict[int, list[int]], frames: int = 2) -> Scene:
+    """``scene`` with object ``k`` off-screen on (at least) frames ``t - frames .. t +
+    frames`` of each ``t`` in ``away[k]``: it leaves over the 6 frames before and comes
+    back over the 6 after, on its own path otherwise (objects hidden on a given frame).
+
+    >>> scene = make_scene(SceneConfig(seed=1, width=64, height=48, num_frames=40,
+    ...                                enter_leave=False))
+    >>> from sam_batch.synthetic.render import render
+    >>> masks = render(step_away(scene, {1: [20]})).masks[1]
+    >>> [t for t in range(40) if not masks[t].any()]
+    [17, 18, 19, 20, 21, 22]
+    """
+    last = scene.config.num_frames - 1
+    moved = []
+    for o in scene.objects:
+        way = {int(t): p for t, p in zip(o.times, o.points, strict=True)}
+        for t in away.get(o.obj_id, []):
+            pad = frames + 6
+            keep = {u: np.array([o.pose(u).cx, o.pose(u).cy])
+                    for u in (max(t - pad, 0), min(t + pad, last))}
+            way = {u: p for u, p in way.items() if not t - pad <= u <= t + pad} | keep
+            gone = off_screen(np.array([o.pose(t).cx, o.pose(t).cy]), o.max_radius + 2,
+                              scene.config.width, scene.config.height)
+            way |= {u: gone for u in range(t - frames, t + frames + 1) if 0 <= u <= last}
+        times = sorted(way)
+        moved.append(SceneObject(o.obj_id, o.look, o.radius, o.scale_wave, o.spin,
+                                 np.array(times, np.int64), np.array([way[u] for u in times])))
+    return dataclasses.replace(scene, objects=tuple(moved))

@@ -10,11 +10,11 @@ and a resumed job can continue right after it.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from sam_batch.dataset import rle
@@ -30,6 +30,7 @@ from sam_batch.plan.track_meta import TrackMeta
 from sam_batch.track.discovery import Discoverer
 from sam_batch.track.frames import FrameSource, SparseFrames, VideoFrames, read_one
 from sam_batch.track.model import ModelIdentity, ModelSpec, load_model
+from sam_batch.track.seeding import seed_state
 from sam_batch.track.state import MemoryState
 from sam_batch.track.tracker import ChunkTracker, EncodedFrame
 
@@ -65,8 +66,14 @@ class Worker:
         return frames if task.frame_indices is None else SparseFrames(frames, task.frame_indices)
 
     def start_video(self, task: VideoTask) -> bytes:
-        """Encode every prompt (or seed) of a segment: the state before its first chunk."""
+        """Encode every prompt of a segment: the state before its first chunk.
+
+        A seeded segment starts from the sparse pass's memory at its first frame
+        instead (``track.seeding``), which already holds every prompt of the video.
+        """
         life = Lifecycle({}, self.discovery)
+        if task.seed_state is not None:
+            return self._start_seeded(task, life)
         for p in task.prompts:
             life.born(p.obj_id, p.frame, ORIGIN_PROMPT)
         state = self.tracker.start(
@@ -81,6 +88,18 @@ class Worker:
         data = state.to_bytes()
         if not task.is_sparse:  # a sparse pass is cheap: re-run, never resumed
             self.output.write(init_state_path(task.video_id, task.segment), data)
+        return data
+
+    def _start_seeded(self, task: VideoTask, life: Lifecycle) -> bytes:
+        """Every object of the sparse pass, with its id, whether or not it shows here."""
+        assert task.seed_state is not None
+        state = MemoryState.from_bytes(task.seed_state, expect_model=self.model.identity)
+        for o in state.objects:
+            life.born(o.obj_id, min(o.cond, default=task.start_frame), ORIGIN_PROMPT)
+        state = replace(state, meta=TrackMeta(task.video_id, task.segment, task.fingerprint,
+                                              task.first_free_id, life.table))
+        data = state.to_bytes()
+        self.output.write(init_state_path(task.video_id, task.segment), data)
         return data
 
     def run_chunk(
@@ -166,23 +185,30 @@ class Worker:
     def _sparse_chunk(self, spec: ChunkSpec, task: VideoTask, frames: FrameSource,
                       state: MemoryState, encoded: list[EncodedFrame], t0: float
                       ) -> tuple[ChunkResult, bytes]:
-        """Track sampled frames only; hand back the masks at segment starts as seeds."""
-        indices, wanted = task.frame_indices or (), set(task.seed_frames)
-        # Every seed frame of the chunk has seeds, empty where no object lives yet.
-        seeds: Seeds = {f: () for f in indices[spec.start:spec.end] if f in wanted}
-        run = self.tracker.track(state, frames, spec.end, encoded=encoded)
+        """Track sampled frames only; hand back the memory at each segment start reached.
+
+        A segment starting at frame ``s`` is seeded with the state after the samples
+        before ``s`` (``track.seeding``): the chunk stops there, snapshots, goes on.
+        """
+        indices = task.frame_indices or ()
+        stops: dict[int, list[int]] = {}  # samples tracked -> segment starts seeded there
+        for start in task.seed_frames:
+            before = bisect.bisect_left(indices, start)
+            if spec.start < before <= spec.end or before == spec.start == 0:
+                stops.setdefault(before, []).append(start)
+        seeds: Seeds = {}
         tracked = 0
-        for out in run:
-            tracked += 1
-            frame = indices[out.frame_idx]
-            if frame in wanted:
-                seeds[frame] = tuple((obj_id, rle.encode(mask).rle)
-                                     for obj_id, mask in zip(out.obj_ids, out.masks, strict=True)
-                                     if np.any(mask))
+        for stop in sorted({*stops, spec.end}):
+            if state.next_frame < stop:
+                run = self.tracker.track(state, frames, stop, encoded=encoded)
+                tracked += sum(1 for _ in run)
+                state, encoded = run.state, [e for e in encoded if e.frame_idx >= stop]
+            for start in stops.get(stop, ()):
+                seeds[start] = seed_state(state, indices, start, task.info.num_frames).to_bytes()
         result = ChunkResult(spec=spec, part="", rows=0, frames_tracked=tracked, stats={},
                              encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
                              seeds=seeds)
-        return result, run.state.to_bytes()
+        return result, state.to_bytes()
 
     def _encode_while_waiting(
         self, spec: ChunkSpec, task: VideoTask, frames: VideoFrames, state_source: StateSource
