@@ -112,3 +112,21 @@ def test_sparse_frames_renumber_and_skip():
     assert [(i, int(rgb[0, 0, 0])) for i, rgb in sparse.read(0, 4)] == [
         (0, 1), (1, 4), (2, 5), (3, 9)]
     assert list(sparse.read(3, 3)) == []
+
+
+def test_sparse_frames_seek_past_gops_and_decode_runs_at_once(tmp_path):
+    """On a video, samples come in runs that seek past whole GOPs; decoded by several
+    threads or by one, they are the same frames in the same order."""
+    from sam_batch.synthetic import generate, write_mp4
+    from sam_batch.track.frames import VideoFrames
+
+    clip = generate(2, width=64, height=48, num_frames=200, num_objects=1)
+    frames = VideoFrames.open(str(write_mp4(clip, tmp_path / "v.mp4", gop_size=10).path))
+    indices = list(range(3, 200, 30))
+    one = [(i, rgb.copy()) for i, rgb in SparseFrames(frames, indices).read(0, len(indices))]
+    assert len(SparseFrames(frames, indices).runs(0, len(indices))) == len(indices)
+    many = list(SparseFrames(frames, indices, workers=3).read(1, len(indices)))
+    assert [i for i, _ in many] == list(range(1, len(indices)))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one[1:], many, strict=True))
+    direct = {i: rgb for i, rgb in frames.read(0, 200) if i in indices}
+    assert all(np.array_equal(direct[indices[i]], rgb) for i, rgb in one)

@@ -11,8 +11,12 @@ the resize are read from a table of their results (``_normalised_table``).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -129,11 +133,21 @@ class VideoFrames:
         return read_frames(self.info, start, end, self.storage_options)
 
 
+#: A sparse read seeks (reopens and seeks the file) rather than decode through more
+#: than this many frames, and cuts runs at keyframes past this many frames, so that
+#: several decode at once.
+SEEK_SKIP, RUN_SPAN = 24, 120
+
+
 class SparseFrames:
     """Every frame of ``indices`` from ``frames``, renumbered ``0..len-1``: a cheap pass.
 
     The sparse pass that seeds parallel segments tracks a video as if it were
-    this short one; decoding still walks the range, SAM 2 sees only the samples.
+    this short one. Decoding a sample means decoding from the keyframe before it,
+    so samples are read in runs: a new run seeks to a keyframe where that skips
+    enough frames (``runs``); within a GOP every frame is decoded anyway, which
+    on long-GOP video costs nearly a full decode. With ``workers`` > 1 up to that many runs decode at once, ahead of
+    the model, and are handed over in order.
 
     >>> video = np.arange(5, dtype=np.uint8)[:, None, None, None].repeat(3, 3)
     >>> s = SparseFrames(ArrayFrames(video), [0, 2, 4])
@@ -141,19 +155,60 @@ class SparseFrames:
     [(1, 2), (2, 4)]
     """
 
-    def __init__(self, frames: FrameSource, indices: list[int] | tuple[int, ...]):
+    def __init__(self, frames: FrameSource, indices: list[int] | tuple[int, ...],
+                 workers: int = 1):
         self._frames = frames
         self.indices = tuple(indices)
         self._local = {f: i for i, f in enumerate(self.indices)}
         self.num_frames, self.height, self.width = len(self.indices), frames.height, frames.width
+        info = getattr(frames, "info", None)
+        self._keyframes = tuple(getattr(info, "keyframes", ()))
+        self.workers = max(1, workers)
+
+    def runs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Samples ``[a, b)`` decoded in one go; a run ends before a keyframe that skips
+        more than ``SEEK_SKIP`` frames, or that cuts a run of ``RUN_SPAN`` frames.
+
+        >>> s = SparseFrames(ArrayFrames(np.zeros((200, 2, 2, 3), np.uint8)), range(0, 200, 40))
+        >>> s._keyframes = (0, 70, 150)
+        >>> s.runs(0, 5)  # frames 0 40 | 80 120 | 160: seeks to 70 and 150
+        [(0, 2), (2, 4), (4, 5)]
+        """
+        out, a = [], start
+        for i in range(start + 1, end):
+            k = bisect.bisect_right(self._keyframes, self.indices[i]) - 1
+            key, prev = (self._keyframes[k] if k >= 0 else -1), self.indices[i - 1]
+            # Seek where it skips enough frames to pay for a seek, or to cut a long run.
+            if key > prev and (key - prev > SEEK_SKIP or prev - self.indices[a] >= RUN_SPAN):
+                out.append((a, i))
+                a = i
+        return [*out, (a, end)] if start < end else []
+
+    def _run(self, a: int, b: int) -> Iterator[tuple[int, np.ndarray]]:
+        with contextlib.closing(self._frames.read(self.indices[a], self.indices[b - 1] + 1)) as it:
+            for idx, rgb in it:
+                local = self._local.get(idx)
+                if local is not None and a <= local < b:
+                    yield local, rgb
 
     def read(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
         start, end = max(start, 0), min(end, self.num_frames)
-        if start >= end:
+        runs = self.runs(start, end)
+        if self.workers == 1 or len(runs) == 1:
+            for a, b in runs:
+                yield from self._run(a, b)
             return
-        with contextlib.closing(self._frames.read(self.indices[start],
-                                                  self.indices[end - 1] + 1)) as it:
-            for idx, rgb in it:
-                local = self._local.get(idx)
-                if local is not None and start <= local < end:
-                    yield local, rgb
+        todo = iter(runs)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sparse-decode") as pool:
+            ahead = deque(pool.submit(lambda r: list(self._run(*r)), r)
+                          for r in itertools.islice(todo, self.workers))
+            try:
+                while ahead:
+                    frames = ahead.popleft().result()
+                    following = next(todo, None)
+                    if following is not None:
+                        ahead.append(pool.submit(lambda r: list(self._run(*r)), following))
+                    yield from frames
+            finally:
+                for f in ahead:
+                    f.cancel()

@@ -63,7 +63,10 @@ class Worker:
 
     def frames(self, task: VideoTask) -> FrameSource:
         frames = VideoFrames(task.info, self.input_storage_options)
-        return frames if task.frame_indices is None else SparseFrames(frames, task.frame_indices)
+        if task.frame_indices is None:
+            return frames
+        decoders = self.tracker.host_threads or min(4, torch.get_num_threads())
+        return SparseFrames(frames, task.frame_indices, workers=decoders)
 
     def start_video(self, task: VideoTask) -> bytes:
         """Encode every prompt of a segment: the state before its first chunk.
