@@ -45,3 +45,7 @@ class ModelError(SamBatchError):
 
 class StateMismatchError(SamBatchError):
     """A memory state was made by another model or format and cannot be continued."""
+
+
+class ClusterLostError(SamBatchError):
+    """The Ray cluster (its head, the GCS) went away under a running job."""

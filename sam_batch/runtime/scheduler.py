@@ -26,6 +26,7 @@ import ray
 
 from sam_batch.errors import SamBatchError
 from sam_batch.plan.chunks import ChunkSpec, SegmentPlan
+from sam_batch.runtime.health import ClusterWatch
 from sam_batch.runtime.pool import ActorPool, Slot
 
 log = logging.getLogger("sam_batch")
@@ -177,14 +178,19 @@ class Scheduler:
         self._prepare, self._prepared = prepare, prepared
         self._finish, self._finished, self._failed = finish, finished, failed
         pending = [v for v in videos if v.status == "pending"]
-        while pending or self.active or self.flights:
-            while pending and len(self.active) < self.max_active:
-                self._admit(pending.pop(0))
-            self.pool.check_started()
-            self._dispatch()
-            self._collect(timeout=1.0)
-            if self.progress is not None:
-                self.progress(self)
+        cluster = ClusterWatch()  # the head gone: ClusterLostError, not a silent hang
+        try:
+            while pending or self.active or self.flights:
+                while pending and len(self.active) < self.max_active:
+                    self._admit(pending.pop(0))
+                self.pool.check_started()
+                self._dispatch()
+                self._collect(timeout=1.0)
+                cluster.check()
+                if self.progress is not None:
+                    self.progress(self)
+        finally:
+            cluster.stop()
 
     def _admit(self, video: VideoRun) -> None:
         video.started = time.time()
