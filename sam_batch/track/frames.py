@@ -146,8 +146,8 @@ class SparseFrames:
     this short one. Decoding a sample means decoding from the keyframe before it,
     so samples are read in runs: a new run seeks to a keyframe where that skips
     enough frames (``runs``); within a GOP every frame is decoded anyway, which
-    on long-GOP video costs nearly a full decode. With ``workers`` > 1 up to that many runs decode at once, ahead of
-    the model, and are handed over in order.
+    on long-GOP video costs nearly a full decode. With ``workers`` > 1 up to that
+    many runs decode at once, ahead of the model, and are handed over in order.
 
     >>> video = np.arange(5, dtype=np.uint8)[:, None, None, None].repeat(3, 3)
     >>> s = SparseFrames(ArrayFrames(video), [0, 2, 4])
