@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
+import botocore.session
 import fsspec
 import pytest
 from moto.server import ThreadedMotoServer
@@ -64,12 +64,9 @@ def s3() -> Iterator[S3]:
             "use_listings_cache": False,
         }
         bucket = "test-bucket"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
+        botocore.session.get_session().create_client(  # botocore: what s3fs itself runs on
+            "s3", endpoint_url=endpoint_url, aws_access_key_id="testing",
+            aws_secret_access_key="testing", region_name="us-east-1",
         ).create_bucket(Bucket=bucket)
         yield S3(endpoint_url=endpoint_url, bucket=bucket, storage_options=storage_options)
     finally:

@@ -49,6 +49,7 @@ from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import (
     SPARSE,
     ChunkSpec,
+    SegmentPlan,
     VideoPlan,
     auto_segments,
     plan_video,
@@ -62,7 +63,7 @@ from sam_batch.plan.track_meta import read_meta
 from sam_batch.runtime import remote
 from sam_batch.runtime.pool import ActorPool
 from sam_batch.runtime.resources import worker_resources
-from sam_batch.runtime.scheduler import Chain, Scheduler, VideoRun
+from sam_batch.runtime.scheduler import START, Chain, Scheduler, VideoRun
 from sam_batch.runtime.session import ray_session
 
 log = logging.getLogger("sam_batch")
@@ -134,7 +135,7 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
             hooks = _VideoHooks(config, out, redactor, workers, len(videos))
             # 3-6. Probe, plan, track every chunk, write parts, finish each video.
             scheduler.run(videos, hooks.prepare, hooks.prepared, hooks.finish, hooks.finished,
-                          hooks.failed, hooks.chunk_done)
+                          hooks.failed, hooks.chunk_done, hooks.reload)
             identity = pool.wait_ready()  # the model _job.json records, tracked with or not
         finally:
             pool.shutdown()
@@ -227,12 +228,14 @@ class _VideoHooks:
         single = len(plan.segments) == 1
         for g, own in enumerate(groups if job.groups else ()):  # one chain per object group
             track_from = min(p.frame for p in prompts)
-            task = replace(base, prompts=own, segment=g, track_from=track_from)
-            video.chains.append(Chain(group_segment(plan.segments[0], g),
-                                      task_ref=remote.put(task)))
+            own_segment = group_segment(plan.segments[0], g)
+            task = replace(base, prompts=own, segment=g, track_from=track_from,
+                           drop_states=self._drops(own_segment))
+            video.chains.append(Chain(own_segment, task_ref=remote.put(task)))
         for seg in () if job.groups else plan.segments:
             own = tuple(p for p in prompts if single or seg.start <= p.frame < seg.end)
-            task = replace(base, prompts=own, segment=seg.index, start_frame=seg.start)
+            task = replace(base, prompts=own, segment=seg.index, start_frame=seg.start,
+                           drop_states=self._drops(seg))
             chain = Chain(seg)
             if seg.seeded and prompts and config.sparse_step:
                 job.waiting[seg.index] = task  # its seeds come from the sparse pass
@@ -271,8 +274,6 @@ class _VideoHooks:
             job.chunk_stats[result.spec.chunk_idx] = result.stats
         if job.groups and chain.segment.index > 0:
             video.frames_tracked -= result.frames_tracked  # the same frames, another group
-        if chain.segment.index != SPARSE:
-            self._drop_previous_state(chain, result.spec)
         if chain.segment.index != SPARSE or job.plan is None or job.info is None:
             return
         last = result.spec == chain.chunks[-1]
@@ -340,11 +341,24 @@ class _VideoHooks:
         spec = chain.chunks[pos]
         return self.keep.keeps(spec.start, spec.end, last=pos == len(chain.chunks) - 1)
 
-    def _drop_previous_state(self, chain: Chain, spec: ChunkSpec) -> None:
-        """Once a chunk's part is committed, resume needs no earlier state of its chain."""
-        pos = chain.chunks.index(spec)
-        if pos and not self._keeps(chain, pos - 1):
-            self.out.delete(_state_of(chain.chunks[pos - 1]))
+    def _drops(self, segment: SegmentPlan) -> frozenset[int]:
+        """The chunks of a segment whose states are not kept: its workers delete them
+        as they go (``VideoTask.drop_states``), finishing deletes what is left."""
+        last = len(segment.chunks) - 1
+        return frozenset(c.chunk_idx for i, c in enumerate(segment.chunks)
+                         if not self.keep.keeps(c.start, c.end, last=i == last))
+
+    def reload(self, video: VideoRun, chain: Chain, pos: int) -> None:
+        """The input state of the chain's chunk ``pos``, read back from its checkpoint for a
+        retry (its reference may have been lost with its node), as resume reads it. Workers
+        delete a state only two chunks on, so it is there. A sparse pass keeps no
+        checkpoints: it runs again from its start."""
+        if chain.segment.index == SPARSE:
+            chain.next, chain.states = START, {}
+            return
+        path = (_state_of(chain.chunks[pos - 1]) if pos
+                else init_state_path(video.video_id, chain.segment.index))
+        chain.states[pos] = remote.put(self.out.read(path))
 
     def _dropped_states(self, video: VideoRun) -> list[str]:
         return [_state_of(c) for chain in video.chains if chain.segment.index != SPARSE

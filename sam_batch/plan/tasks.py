@@ -50,6 +50,10 @@ class VideoTask:
     #: An object group (``plan.object_groups``): track from this frame, the video's first
     #: prompted frame, though the group's own prompts may all come later.
     track_from: int | None = None
+    #: This segment's chunks (by index) whose states are not kept (``--keep-states``): the
+    #: worker that commits a chunk's part deletes the state two chunks back if it is one
+    #: of them (``track.worker``), so retention costs the driver nothing.
+    drop_states: frozenset[int] = frozenset()
 
     @property
     def first_tracked_frame(self) -> int | None:

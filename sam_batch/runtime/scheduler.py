@@ -4,9 +4,11 @@ Per video: probe, plan, encode prompts (START), then each segment's chunks as a
 chain: chunk ``k+1`` becomes ready when chunk ``k``'s state exists. An idle actor
 takes ready work of any video first; failing that it takes the next chunk of a
 chain whose current chunk is running (lookahead) and encodes its frames while
-the state is computed. The driver keeps its own copy of every chain's latest
-state, so a chunk whose actor or node dies is retried from its input state on a
-fresh actor. Bad input fails one video, never the job.
+the state is computed. A state goes from the actor that made it to the next
+chunk's actor as a reference (its bytes never pass through the driver); a chunk
+whose actor or node dies, or whose input state was lost with its node, is retried
+on a fresh actor from its input state, read back from its checkpoint in storage
+(``reload``). Bad input fails one video, never the job.
 
 The scheduler reaches the actors and the object store through ``Calls``
 (``RayCalls`` in a job), so its decisions are tested in-process against a fake
@@ -78,7 +80,10 @@ class RayCalls:
         return isinstance(value, ray.ObjectRef)
 
     def actor_died(self, error: BaseException) -> bool:
-        return isinstance(error, ray.exceptions.RayActorError)
+        # A RayTaskError is the method's own failure (also one that only re-raises the
+        # death of the actor that was to make its input): its actor is alive.
+        return (isinstance(error, ray.exceptions.RayActorError)
+                and not isinstance(error, ray.exceptions.RayTaskError))
 
 
 @dataclass
@@ -171,10 +176,15 @@ class Scheduler:
         finished: Callable[[VideoRun, Any], None],
         failed: Callable[[VideoRun], None],
         chunk_done: Callable[[VideoRun, Chain, Any], None] | None = None,
+        reload: Callable[[VideoRun, Chain, int], Any] | None = None,
     ) -> None:
-        """``chunk_done(video, chain, result)`` sees every finished chunk (seeds, stats)."""
+        """``chunk_done(video, chain, result)`` sees every finished chunk (seeds, stats).
+        ``reload(video, chain, pos)`` puts the input state of the chain's chunk ``pos``
+        back from its checkpoint (the reference to it may be lost with its node): it
+        sets ``chain.states[pos]``, or moves the chain to where storage says it stands."""
         self.videos = videos
         self._chunk_done = chunk_done
+        self._reload = reload
         self._prepare, self._prepared = prepare, prepared
         self._finish, self._finished, self._failed = finish, finished, failed
         pending = [v for v in videos if v.status == "pending"]
@@ -283,8 +293,10 @@ class Scheduler:
             if flight.slot is not None and flight.slot.generation == flight.generation:
                 flight.slot.busy = False
             try:
+                # The chunk's result only: its state stays where the actor put it, and
+                # goes on to the next chunk as a reference.
                 value = self.calls.get(ref)
-                state = self.calls.get(flight.state_ref) if flight.kind == "chunk" else value
+                state = flight.state_ref if flight.kind == "chunk" else ref
             except Exception as e:  # every failure is classified in _on_error
                 self._on_error(flight, e)
             else:
@@ -312,7 +324,7 @@ class Scheduler:
                 self._chunk_done(video, chain, value)
         nxt = flight.pos + 1
         if nxt < len(chain.chunks):
-            chain.states[nxt] = self.calls.put(state)  # the driver's own copy survives any node
+            chain.states[nxt] = state  # a reference; lost with its node: reload()
         else:
             chain.done = True
             if all(c.done for c in video.chains):
@@ -364,6 +376,14 @@ class Scheduler:
         else:
             log.warning("%s %s failed (%s), retrying from its input state",
                         video.video_id, what, self.scrub(type(cause).__name__))
+            if flight.kind == "chunk" and self._reload is not None and (
+                    actor_died or _state_lost(error)):
+                # The input state's one copy may have gone with the node: its checkpoint.
+                try:
+                    self._reload(video, chain, flight.pos)
+                except Exception as e:  # the checkpoint cannot be read: the video fails
+                    self._fail(video, f"{what}: its input state could not be read back: "
+                                      f"{type(e).__name__}: {e}")
 
     def _fail(self, video: VideoRun, message: str) -> None:
         video.status = "failed"
@@ -377,6 +397,12 @@ class Scheduler:
             video.finished = time.time()
             if video.status == "failed":
                 self._failed(video)
+
+
+def _state_lost(error: BaseException) -> bool:
+    """Whether an object a call needed is gone (its node died, or its owner)."""
+    lost = (ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+    return isinstance(error, lost) or isinstance(_cause(error), lost)
 
 
 def _cause(error: BaseException) -> BaseException:

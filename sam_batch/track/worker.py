@@ -5,7 +5,8 @@ actor. A chunk's work is: decode and encode frames (ahead of the state, if the
 state is still on its way), track from the incoming state, encode masks as
 rows, checkpoint the outgoing state, then commit the chunk's Parquet part. The
 part is committed last, so a part that exists always has its state beside it
-and a resumed job can continue right after it.
+and a resumed job can continue right after it. Then the worker deletes the
+state two chunks back when ``--keep-states`` does not keep it.
 """
 
 from __future__ import annotations
@@ -150,11 +151,20 @@ class Worker:
         out_bytes = state.to_bytes()
         self.output.write(state_path(spec.video_id, spec.segment, spec.chunk_idx), out_bytes)
         part = write_mask_part(self.output, rows, spec.segment, staged=task.staged)
+        self._drop_old_state(spec, task)
         result = ChunkResult(
             spec=spec, part=part, rows=rows.num_rows, frames_tracked=tracked,
             stats=rows.stats, encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
         )
         return result, out_bytes
+
+    def _drop_old_state(self, spec: ChunkSpec, task: VideoTask) -> None:
+        """Retention, once this chunk's part is committed: the state two chunks back, if
+        not kept. Not the one back: it is this chunk's input, which a retry needs if this
+        result never reaches the driver (the actor or its node dies after the commit)."""
+        old = spec.chunk_idx - 2
+        if old in task.drop_states:
+            self.output.delete(state_path(spec.video_id, spec.segment, old))
 
     def _discover(self, state: MemoryState, frames: FrameSource, frame: int, task: VideoTask,
                   life: Lifecycle, last: dict[int, str]) -> tuple[MemoryState, list[EncodedFrame]]:
