@@ -24,6 +24,7 @@ Seeds are the sparse pass's memory (``--sparse-step``, the default) or, with
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sys
@@ -144,7 +145,19 @@ def main() -> None:
     from sam_batch.config import JobConfig
     from sam_batch.driver.job import run
     from sam_batch.evaluation.metrics.identity import boundary_id_metrics
-    from sam_batch.plan.chunks import plan_video
+    from sam_batch.plan.chunks import plan_video, sparse_indices
+
+    def sparse_frames(s: int) -> int:
+        """Samples the sparse passes track: every k-th from the first prompt to the last start
+        (the job's frame count leaves them out: it counts the frames of the output)."""
+        if s == 1 or args.seeds != "sparse" or not args.sparse_step:
+            return 0
+        total = 0
+        for _, prompts in videos.values():
+            frames = [p["frame"] for p in prompts]
+            indices = sparse_indices(args.frames, args.sparse_step, frames, starts_of(s))
+            total += max(1, bisect.bisect_left(indices, max(starts_of(s))))
+        return total
 
     def starts_of(s: int) -> list[int]:
         return [seg.start for seg in plan_video("v", args.frames, args.chunk, s,
@@ -172,7 +185,7 @@ def main() -> None:
             gpus_per_worker=args.gpus_per_worker, progress="off", **model, **extra))
         times[s] = time.perf_counter() - t0
         assert summary.ok, summary.text()
-        tracked[s] = summary.frames
+        tracked[s] = summary.frames + sparse_frames(s)
         outputs[s] = {vid: masks_by_frame(out, vid) for vid in videos}
     ref = args.segments[0]
     print(f"{len(videos)} videos ({', '.join(videos)}) x {args.frames} frames, {args.objects} "
