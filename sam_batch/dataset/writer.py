@@ -73,11 +73,15 @@ class ChunkMasks:
     def add(self, frame_idx: int, time_s: float, obj_ids: Sequence[int], masks: np.ndarray,
             scores: np.ndarray) -> list[rle.EncodedMask]:
         """Encode one frame's masks (``[n, H, W]`` bool) as rows; returns the encodings."""
+        encoded = [rle.encode(mask) for mask in masks]
+        self.add_encoded(frame_idx, time_s, obj_ids, encoded, scores)
+        return encoded
+
+    def add_encoded(self, frame_idx: int, time_s: float, obj_ids: Sequence[int],
+                    encoded: Sequence[rle.EncodedMask], scores: np.ndarray) -> None:
+        """One frame's rows from masks already encoded (off the model's thread)."""
         c = self.columns
-        encoded = []
-        for obj_id, mask, score in zip(obj_ids, masks, scores, strict=True):
-            enc = rle.encode(mask)
-            encoded.append(enc)
+        for obj_id, enc, score in zip(obj_ids, encoded, scores, strict=True):
             c["video_id"].append(self.video_id)
             c["frame_idx"].append(frame_idx)
             c["obj_id"].append(int(obj_id))
@@ -90,7 +94,6 @@ class ChunkMasks:
             c["score"].append(float(score))
             c["chunk_idx"].append(self.chunk_idx)
             self.stats.setdefault(int(obj_id), ObjectStats()).add(frame_idx, enc.area)
-        return encoded
 
     @property
     def num_rows(self) -> int:

@@ -31,6 +31,7 @@ from sam_batch.plan.track_meta import TrackMeta
 from sam_batch.track.discovery import Discoverer
 from sam_batch.track.frames import FrameSource, SparseFrames, VideoFrames, read_one
 from sam_batch.track.model import ModelIdentity, ModelSpec, load_model
+from sam_batch.track.pipeline import MaskEncoder
 from sam_batch.track.seeding import seed_state
 from sam_batch.track.state import MemoryState
 from sam_batch.track.tracker import ChunkTracker, EncodedFrame
@@ -126,17 +127,19 @@ class Worker:
         keyframes = (self.discovery.keyframes(task.start_frame, spec.start, spec.end)
                      if self.discovery else [])
         tracked, pos, chunks_done = 0, spec.start, state.chunks_done
+        masks_out = MaskEncoder(rows, workers=self.tracker.host_threads)
         for stop in [*keyframes, spec.end]:
             if pos < stop:
                 run = self.tracker.track(state, frames, stop, encoded=encoded)
                 encoded = []
-                for out in run:
-                    encoded_masks = rows.add(out.frame_idx, task.info.time_s(out.frame_idx),
-                                             out.obj_ids, out.masks, out.scores)
-                    for obj_id, enc in zip(out.obj_ids, encoded_masks, strict=True):
-                        life.observe(obj_id, out.frame_idx, enc.area > 0)
-                        last[obj_id] = enc.rle
+                for out in run:  # masks are encoded behind the model, in frame order
+                    masks_out.add(out.frame_idx, task.info.time_s(out.frame_idx),
+                                  out.obj_ids, out.masks, out.scores)
                     tracked += 1
+                for done in masks_out.done():
+                    for obj_id, enc in zip(done.obj_ids, done.encoded, strict=True):
+                        life.observe(obj_id, done.frame_idx, enc.area > 0)
+                        last[obj_id] = enc.rle
                 state = run.state
                 retired = set(life.retired_ids()) & set(state.obj_ids)
                 if retired:
@@ -146,6 +149,7 @@ class Worker:
                 pos = stop
             if stop < spec.end:  # a keyframe: look for objects no track explains
                 state, encoded = self._discover(state, frames, stop, task, life, last)
+        masks_out.close()
         state = replace(state, chunks_done=chunks_done + 1).with_meta(
             lifecycle=life.table, last_masks={o: last[o] for o in state.obj_ids if o in last})
         out_bytes = state.to_bytes()
