@@ -50,7 +50,7 @@ class Progress:
         videos = scheduler.videos
         done = sum(v.status == "done" for v in videos)
         failed = sum(v.status == "failed" for v in videos)
-        planned = [v for v in videos if v.chains]
+        planned = [v for v in videos if v.chains or v.released_chunks is not None]
         chunks_total = sum(v.num_chunks for v in planned)
         chunks_done = sum(v.chunks_done for v in planned)
         frames = sum(v.frames_tracked for v in videos)

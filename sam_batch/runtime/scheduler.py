@@ -119,9 +119,22 @@ class VideoRun:
     started: float | None = None
     finished: float | None = None
 
+    released_chunks: int | None = None  # set once the video is retired (``release``)
+
     @property
     def num_chunks(self) -> int:
+        if self.released_chunks is not None:
+            return self.released_chunks
         return sum(len(c.chunks) for c in self.chains)
+
+    def release(self) -> None:
+        """Forget what only a running video needs: its chains (chunk plans, task and
+        state references, which pin objects in Ray's store) and the job's payload
+        (probe result, plan). A night's job keeps a retired video as a few counters,
+        so the driver's memory does not grow with the videos done."""
+        self.released_chunks = self.num_chunks
+        self.chains = []
+        self.payload = None
 
 
 @dataclass
@@ -397,6 +410,7 @@ class Scheduler:
             video.finished = time.time()
             if video.status == "failed":
                 self._failed(video)
+            video.release()
 
 
 def _state_lost(error: BaseException) -> bool:
