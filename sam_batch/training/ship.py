@@ -104,7 +104,7 @@ def portable_paths(cfg: dict, cwd: Path | None = None) -> dict:
     its place in the repository, anything under the working folder relative to it,
     and a path elsewhere by its last two parts (``runs/B``), never a machine's own.
 
-    >>> portable_paths({"out": "/scratch/s11/runs/B", "init": "",
+    >>> portable_paths({"out": "/data/runs/B", "init": "",
     ...                 "config": "/src/x/sam_batch/models/sam-batch-tiny.yaml"}, Path("/src"))
     {'out': 'runs/B', 'init': '', 'config': 'sam_batch/models/sam-batch-tiny.yaml'}
     """
