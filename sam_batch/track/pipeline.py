@@ -12,8 +12,8 @@ so threads are enough and nothing is copied between processes.
 Exactness is untouched: the same functions prepare the same pixels and encode
 the same masks, in the same order; only when they run changes.
 
-``TIMELINE`` records when each step ran, per thread, when switched on (tests show
-the overlap with it; ``bench/pipeline.py`` reads each step's cost from it).
+``TIMELINE`` records when each step ran, per thread, when switched on (the tests
+show the overlap with it).
 """
 
 from __future__ import annotations
@@ -68,9 +68,6 @@ class Timeline:
             yield self.spans
         finally:
             self.enabled = False
-
-    def seconds(self, step: str) -> float:
-        return sum(t1 - t0 for s, _, t0, t1 in self.spans if s == step)
 
 
 TIMELINE = Timeline()

@@ -128,28 +128,30 @@ class Worker:
                      if self.discovery else [])
         tracked, pos, chunks_done = 0, spec.start, state.chunks_done
         masks_out = MaskEncoder(rows, workers=self.tracker.host_threads)
-        for stop in [*keyframes, spec.end]:
-            if pos < stop:
-                run = self.tracker.track(state, frames, stop, encoded=encoded)
-                encoded = []
-                for out in run:  # masks are encoded behind the model, in frame order
-                    masks_out.add(out.frame_idx, task.info.time_s(out.frame_idx),
-                                  out.obj_ids, out.masks, out.scores)
-                    tracked += 1
-                for done in masks_out.done():
-                    for obj_id, enc in zip(done.obj_ids, done.encoded, strict=True):
-                        life.observe(obj_id, done.frame_idx, enc.area > 0)
-                        last[obj_id] = enc.rle
-                state = run.state
-                retired = set(life.retired_ids()) & set(state.obj_ids)
-                if retired:
-                    state = state.without(retired)
-                    for obj_id in retired:
-                        last.pop(obj_id, None)
-                pos = stop
-            if stop < spec.end:  # a keyframe: look for objects no track explains
-                state, encoded = self._discover(state, frames, stop, task, life, last)
-        masks_out.close()
+        try:
+            for stop in [*keyframes, spec.end]:
+                if pos < stop:
+                    run = self.tracker.track(state, frames, stop, encoded=encoded)
+                    encoded = []
+                    for out in run:  # masks are encoded behind the model, in frame order
+                        masks_out.add(out.frame_idx, task.info.time_s(out.frame_idx),
+                                      out.obj_ids, out.masks, out.scores)
+                        tracked += 1
+                    for done in masks_out.done():
+                        for obj_id, enc in zip(done.obj_ids, done.encoded, strict=True):
+                            life.observe(obj_id, done.frame_idx, enc.area > 0)
+                            last[obj_id] = enc.rle
+                    state = run.state
+                    retired = set(life.retired_ids()) & set(state.obj_ids)
+                    if retired:
+                        state = state.without(retired)
+                        for obj_id in retired:
+                            last.pop(obj_id, None)
+                    pos = stop
+                if stop < spec.end:  # a keyframe: look for objects no track explains
+                    state, encoded = self._discover(state, frames, stop, task, life, last)
+        finally:  # a failed chunk (retried elsewhere) leaves no encoding threads
+            masks_out.close()
         state = replace(state, chunks_done=chunks_done + 1).with_meta(
             lifecycle=life.table, last_masks={o: last[o] for o in state.obj_ids if o in last})
         out_bytes = state.to_bytes()
