@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sam_batch.driver.job import plan_for, video_entries
+    from sam_batch.driver.inputs import plan_for, video_entries
     from sam_batch.media.video import probe
     from sam_batch.plan.prompts import validate_prompts
 

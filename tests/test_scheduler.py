@@ -15,8 +15,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from sam_batch.plan.chunks import plan_video
+from sam_batch.runtime.chains import START, ChainStart, VideoRun
 from sam_batch.runtime.pool import Slot
-from sam_batch.runtime.scheduler import START, Chain, Scheduler, VideoRun
+from sam_batch.runtime.scheduler import Scheduler
 
 FRAMES, CHUNK = 12, 4  # one segment of three chunks
 
@@ -91,7 +92,8 @@ class FakeCalls:
                 self.values[ref] = SimpleNamespace(frames_tracked=CHUNK)
                 self.values[state_out] = f"after {call.pos}"
             done.append(ref)
-        return [r for r in refs if r in done]
+        # A value put in the store (a probe's answer, a finish's) is ready at once.
+        return [r for r in refs if r in done or (r in self.values and r not in self._pending)]
 
     def get(self, ref: Ref) -> Any:
         if ref in self.errors:
@@ -103,8 +105,8 @@ class FakeCalls:
         self.values[ref] = value
         return ref
 
-    def is_ref(self, value: Any) -> bool:
-        return isinstance(value, Ref)
+    def state_lost(self, error: BaseException) -> bool:
+        return False
 
     def actor_died(self, error: BaseException) -> bool:
         return isinstance(error, ActorDied)
@@ -136,28 +138,61 @@ class FakePool:
         self.replaced.append(slot.index)
 
 
+@dataclass
+class FakeJob:
+    """The job's side: one chain per video (``starts``), a probe that answers at once,
+    a finish that answers 1."""
+
+    calls: FakeCalls
+    starts: list[ChainStart]
+    results: list[int] = field(default_factory=list)  # what each finish answered
+    failures: list[str] = field(default_factory=list)
+    reloads: list[int] = field(default_factory=list)
+    no_checkpoints: bool = False  # reload answers None, as for a sparse pass
+
+    def prepare(self, video: VideoRun) -> Ref:
+        return self.calls.put("probed")
+
+    def prepared(self, video: VideoRun, result: Any) -> list[ChainStart]:
+        assert result == "probed"
+        return self.starts
+
+    def chunk_done(self, video: VideoRun, segment_index: int, result: Any) -> dict:
+        return {}
+
+    def reload(self, video: VideoRun, segment_index: int, pos: int) -> bytes | None:
+        self.reloads.append(pos)
+        if self.no_checkpoints:
+            return None
+        return f"after {pos - 1}" if pos > 0 else "init"  # as its checkpoint holds it
+
+    def finish(self, video: VideoRun) -> Ref:
+        return self.calls.put(1)
+
+    def finished(self, video: VideoRun, result: Any) -> None:
+        self.results.append(result)
+
+    def failed(self, video: VideoRun) -> None:
+        self.failures.append(video.video_id)
+
+
 def run_one(calls: FakeCalls, workers: int = 1, resume_at: int | None = None,
-            max_retries: int = 2) -> VideoRun:
+            max_retries: int = 2, job: FakeJob | None = None) -> VideoRun:
     """Schedule one video of one segment to its end; ``resume_at``: chunks before it
-    are committed, and the driver holds the state after the one before."""
+    are committed, and the job read back the state after the one before."""
     segment = plan_video("v", FRAMES, CHUNK).segments[0]
-    finished = []
-
-    def prepared(video: VideoRun, _: Any) -> None:
-        chain = Chain(segment, task_ref=calls.put("task"))
-        if resume_at is not None:  # as the job's resume does
-            chain.next = resume_at
-            chain.states[resume_at] = calls.put(f"after {resume_at - 1}")
-        video.chains.append(chain)
-        video.status = "running"
-
-    video = VideoRun("v", payload=None)
+    start = ChainStart(segment, "task")
+    if resume_at is not None:  # as the job's resume answers
+        start = ChainStart(segment, "task", resume_at, state=f"after {resume_at - 1}")
+    job = job or FakeJob(calls, [])
+    job.starts = [start]
+    video = VideoRun("v")
     scheduler = Scheduler(FakePool(workers), max_active=2, max_retries=max_retries,
                           scrub=str, calls=calls)
-    scheduler.run([video], prepare=lambda v: None, prepared=prepared,
-                  finish=lambda v: 1, finished=lambda v, n: finished.append(n),
-                  failed=lambda v: None)
-    assert finished == ([1] if video.status == "done" else [])
+    scheduler.run([video], job)
+    assert job.results == ([1] if video.status == "done" else [])
+    assert job.failures == (["v"] if video.status == "failed" else [])
+    assert scheduler.tally.done + scheduler.tally.failed == 1 and not scheduler.active
     return video
 
 
@@ -205,6 +240,17 @@ def test_a_dead_actor_is_replaced_and_its_chunk_runs_again_on_the_new_one():
     runs = [c for c in calls.log if c.kind == "chunk" and c.pos == 1]
     assert [(c.slot, c.generation) for c in runs] == [(0, 0), (0, 1)]
     assert calls.chunks() == [0, 1, 1, 2]
+    # Its input state's one copy may have gone with the actor: read back from the job.
+    assert calls.values[runs[1].state] == "after 0" and runs[1].state != runs[0].state
+
+
+def test_a_dead_actor_without_a_checkpoint_to_go_on_from_runs_the_chain_from_its_start():
+    calls = FakeCalls(fail={("chunk", 1): [ActorDied("node lost")]})
+    job = FakeJob(calls, [], no_checkpoints=True)
+    video = run_one(calls, job=job)
+    assert video.status == "done" and job.reloads == [1]
+    assert [c.kind for c in calls.log] == ["start", "chunk", "chunk", "start", "chunk",
+                                           "chunk", "chunk"]
 
 
 def test_a_lookahead_chunk_whose_state_never_came_runs_again_without_a_retry_counted():
@@ -227,14 +273,26 @@ def test_resume_goes_on_from_the_first_chunk_not_committed():
 
 def test_resumed_with_every_chunk_committed_the_video_only_finishes():
     segment = plan_video("v", FRAMES, CHUNK).segments[0]
-    calls, finished = FakeCalls(), []
+    calls = FakeCalls()
+    job = FakeJob(calls, [ChainStart(segment, "task", resume_at=3)])
+    video = VideoRun("v")
+    Scheduler(FakePool(1), 2, 2, str, calls=calls).run([video], job)
+    assert video.status == "done" and job.results == [1] and calls.log == []
+    assert video.chunks_done == 3 and video.frames_tracked == 0
 
-    def prepared(video: VideoRun, _: Any) -> None:
-        video.chains.append(Chain(segment, task_ref=calls.put("task"), next=3, done=True))
-        video.status = "running"
 
-    video = VideoRun("v", payload=None)
-    Scheduler(FakePool(1), 2, 2, str, calls=calls).run(
-        [video], lambda v: None, prepared, lambda v: 7, lambda v, n: finished.append(n),
-        lambda v: None)
-    assert video.status == "done" and finished == [7] and calls.log == []
+def test_progress_reads_running_counts_not_the_videos():
+    """A night's job holds 100,000 videos: a progress line per step must not scan them."""
+    from sam_batch.driver.progress import Progress
+
+    calls = FakeCalls(fail={("chunk", 2): [RuntimeError("bad frame")] * 3})
+    segment = plan_video("v", FRAMES, CHUNK).segments[0]
+    job = FakeJob(calls, [ChainStart(segment, "task")])
+    videos = [VideoRun(f"v{i}") for i in range(3)]
+    lines = []
+    scheduler = Scheduler(FakePool(2), 1, 2, str, calls=calls)
+    scheduler.progress = lambda s: lines.append(Progress("off").line(s))
+    scheduler.run(videos, job)
+    assert [v.status for v in videos] == ["failed", "done", "done"]
+    assert lines[-1].startswith("videos 3/3 (1 failed) | chunks 8/9 | ")
+    assert scheduler.tally.frames == 8 * CHUNK

@@ -47,23 +47,18 @@ class Progress:
             log.info(line)
 
     def line(self, scheduler: Scheduler) -> str:
-        videos = scheduler.videos
-        done = sum(v.status == "done" for v in videos)
-        failed = sum(v.status == "failed" for v in videos)
-        planned = [v for v in videos if v.chains or v.released_chunks is not None]
-        chunks_total = sum(v.num_chunks for v in planned)
-        chunks_done = sum(v.chunks_done for v in planned)
-        frames = sum(v.frames_tracked for v in videos)
+        """One line from the scheduler's running counts: constant time per step, however
+        many videos the job holds."""
+        t = scheduler.tally
         elapsed = max(time.monotonic() - self.t0, 1e-6)
-        fps = frames / elapsed
+        fps = t.frames / elapsed
         eta = "?"
-        if chunks_done and chunks_total:
-            unplanned = sum(1 for v in videos if not v.chains and v.status == "pending")
-            per_video = chunks_total / max(len(planned), 1)
-            left = chunks_total - chunks_done + unplanned * per_video
-            eta = str(timedelta(seconds=int(left * elapsed / chunks_done)))
-        return (f"videos {done + failed}/{len(videos)} ({failed} failed) | "
-                f"chunks {chunks_done}/{chunks_total} | {fps:.1f} frames/s | ETA {eta}")
+        if t.chunks_done and t.chunks:
+            per_video = t.chunks / max(t.planned, 1)
+            left = t.chunks - t.chunks_done + (t.videos - t.planned) * per_video
+            eta = str(timedelta(seconds=int(left * elapsed / t.chunks_done)))
+        return (f"videos {t.done + t.failed}/{t.videos} ({t.failed} failed) | "
+                f"chunks {t.chunks_done}/{t.chunks} | {fps:.1f} frames/s | ETA {eta}")
 
     def close(self) -> None:
         if self._bar is not None:

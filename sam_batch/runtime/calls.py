@@ -1,0 +1,74 @@
+"""How the scheduler reaches the cluster: two actor calls, waiting, the object store.
+
+``Calls`` is the seam between the scheduler's decisions and Ray: a job uses
+``RayCalls``; the scheduler's tests use an in-process fake that completes calls
+the way a cluster would, so lookahead, retry, replacement and resume are tested
+in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import ray
+
+from sam_batch.plan.chunks import ChunkSpec
+from sam_batch.runtime.pool import Slot
+
+
+class Calls(Protocol):
+    """What the scheduler asks of the cluster: an actor's two calls, waiting on
+    their answers, and the object store."""
+
+    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> Any: ...
+    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
+                  ) -> tuple[Any, Any]: ...
+    def wait(self, refs: list, timeout: float) -> list:
+        """The refs that are ready: at least one, unless ``timeout`` passes first."""
+    def get(self, ref: Any) -> Any: ...
+    def put(self, value: Any) -> Any: ...
+    def actor_died(self, error: BaseException) -> bool: ...
+    def state_lost(self, error: BaseException) -> bool: ...
+
+
+class RayCalls:
+    """``Calls`` on Ray: actor methods, ``ray.wait``, the object store."""
+
+    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> ray.ObjectRef:
+        return slot.actor.start_video.remote(key, [task_ref])
+
+    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
+                  ) -> tuple[ray.ObjectRef, ray.ObjectRef]:
+        return slot.actor.run_chunk.options(num_returns=2).remote(spec, [task_ref], [state])
+
+    def wait(self, refs: list, timeout: float) -> list:
+        # Wake on the first completion (an idle actor gets work at once), then take
+        # whatever else is already done; waiting for all would idle actors for ``timeout``.
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        return ready
+
+    def get(self, ref: ray.ObjectRef) -> Any:
+        return ray.get(ref)
+
+    def put(self, value: Any) -> ray.ObjectRef:
+        return ray.put(value)
+
+    def actor_died(self, error: BaseException) -> bool:
+        # A RayTaskError is the method's own failure (also one that only re-raises the
+        # death of the actor that was to make its input): its actor is alive.
+        return (isinstance(error, ray.exceptions.RayActorError)
+                and not isinstance(error, ray.exceptions.RayTaskError))
+
+    def state_lost(self, error: BaseException) -> bool:
+        """Whether an object a call needed is gone (its node died, or its owner)."""
+        lost = (ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        return isinstance(error, lost) or isinstance(root_cause(error), lost)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The user-level exception inside Ray's wrappers (whose text holds a traceback)."""
+    while isinstance(getattr(error, "cause", None), BaseException):
+        error = error.cause  # type: ignore[attr-defined]
+    return error
