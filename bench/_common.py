@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sam_batch.media.video import read_frames
+from sam_batch.media.decode import read_frames
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"

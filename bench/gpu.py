@@ -35,7 +35,7 @@ from PIL import Image
 
 from sam_batch.config import JobConfig
 from sam_batch.driver.job import run
-from sam_batch.media.video import read_frames
+from sam_batch.media.decode import read_frames
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 MODELS = {"t": ("sam2.1_hiera_t", "configs/sam2.1/sam2.1_hiera_t.yaml"),

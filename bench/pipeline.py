@@ -39,8 +39,9 @@ import numpy as np
 
 from sam_batch.dataset import rle
 from sam_batch.dataset.writer import ChunkMasks, write_mask_part
+from sam_batch.media.decode import read_frames
 from sam_batch.media.storage import Location
-from sam_batch.media.video import probe, read_frames
+from sam_batch.media.video import probe
 from sam_batch.track.frames import prepare_frame
 from sam_batch.track.pipeline import FramePrefetcher, MaskEncoder
 

@@ -255,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     _job_flags(p)
     p.set_defaults(func=cmd_plan)
 
+    _correct_parser(sub)
+    _inspect_parser(sub)
+    _demo_parser(sub)
+    _export_parser(sub)
+    _eval_parser(sub)
+    return parser
+
+
+def _correct_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("correct", help="re-track a finished dataset's videos from corrections "
                                        "on, from the nearest kept state")
     p.add_argument("dataset")
@@ -267,12 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or embedded)")
     p.set_defaults(func=cmd_correct)
 
+
+def _inspect_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="summary of a finished or partial dataset")
     p.add_argument("url")
     p.add_argument("--storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="track a generated sample video (embedded Ray)")
     p.add_argument("--output", default="sam_batch_demo")
     p.add_argument("--progress", choices=["auto", "bar", "log", "off"])
@@ -283,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--random-weights", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a dataset as DAVIS/SA-V PNGs, YouTube-VIS JSON, "
                                       "overlay/cutout/redacted video or stats")
     p.add_argument("dataset")
@@ -295,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-options", type=json.loads, metavar="JSON")
     p.set_defaults(func=cmd_export)
 
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="DAVIS 2017 J&F of a dataset against ground truth")
     p.add_argument("pred", help="the dataset to score")
     p.add_argument("--gt", required=True, help="DAVIS PNG folders, or another dataset")
@@ -302,7 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from sam_batch.cli import main
 from sam_batch.config import JobConfig
 from sam_batch.dataset.reader import Dataset
 from sam_batch.driver.job import run
-from sam_batch.media.video import read_frames
+from sam_batch.media.decode import read_frames
 from sam_batch.plan.prompts import Prompt
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 

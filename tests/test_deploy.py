@@ -5,27 +5,20 @@ long-video job runs under ``ray job submit`` on a real local Ray head, and resum
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.util
 import json
-import os
 import re
-import secrets
 import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from raycluster import ray_head, token_env
 
 from sam_batch.cli import build_parser
 from sam_batch.config import JobConfig
@@ -247,53 +240,14 @@ def test_nightly_leaves_discover_out_where_jobconfig_has_no_such_key(tmp_path, m
     assert config.discover is None and "discover: every:30 ignored" in caplog.text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids_with(path: Path) -> list[int]:
-    """Processes whose command line or open files name ``path`` (Ray renames its agents)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if str(path) in cmd or any(f.startswith(str(path)) for f in _open_files(entry)):
-                found.append(int(entry))
-    return found
-
-
-def _open_files(pid: str) -> list[str]:
-    names = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-    return names
-
-
 @pytest.mark.slow
 def test_ray_job_submit_runs_the_long_video_job_on_a_local_head_and_resumes_it(tmp_path):
     _, manifest = write_sample(tmp_path / "input", num_frames=8, width=96, height=64)
-    # A short path (Unix sockets live under it), marking every process of this head
-    # so that they can be ended by PID.
-    temp = Path(tempfile.mkdtemp(prefix="sbray", dir="/tmp"))
-    port, dashboard = _free_port(), _free_port()
-    # Token auth, as Ray enables it, with this head's own token: `ray start` refuses to
-    # make one, and ~/.ray/auth_token exists only where an earlier ray.init() wrote it.
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    start = subprocess.run(
-        ["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-         f"--temp-dir={temp}", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=180, env=env)
-    try:
-        assert start.returncode == 0, start.stderr[-3000:]
+    env = token_env()
+    with ray_head(env, dashboard=True) as head:
         out = tmp_path / "dataset"
         command = [
-            "ray", "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+            "ray", "job", "submit", "--address", head.dashboard,
             "--working-dir", str(ROOT), "--runtime-env-json",
             json.dumps({"excludes": [".git", "bench", "tests", "*.pt"],
                         "env_vars": {"TQDM_DISABLE": "1"}}),
@@ -319,12 +273,6 @@ def test_ray_job_submit_runs_the_long_video_job_on_a_local_head_and_resumes_it(t
         assert "1 video(s) ok, 0 failed, 0 frames tracked" in log, log[-4000:]
         assert Dataset(str(out)).job() is not None
         assert Dataset(str(out)).masks("sample").to_pylist() == rows
-    finally:
-        for pid in _pids_with(temp):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_job_scripts_print_their_help():

@@ -29,8 +29,9 @@ from sam_batch.dataset.reader import Dataset
 from sam_batch.dataset.rle import encode
 from sam_batch.errors import SamBatchError
 from sam_batch.export import FORMATS, export, options_of
+from sam_batch.media.decode import read_frames
 from sam_batch.media.storage import safe_name
-from sam_batch.media.video import probe, read_frames
+from sam_batch.media.video import probe
 from sam_batch.synthetic import davis_palette
 
 

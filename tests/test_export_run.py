@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 from sam_batch.cli import main
 from sam_batch.dataset.reader import Dataset
 from sam_batch.dataset.rle import decode
-from sam_batch.media.video import read_frames
+from sam_batch.media.decode import read_frames
 from sam_batch.synthetic import write_sample
 
 pytestmark = pytest.mark.slow

@@ -8,26 +8,22 @@ the command again resumes, and exits 2. Run again against a new head, it
 resumes from the committed chunks, and its dataset equals a clean run's.
 
 Every process of a head is marked by the head's own ``--temp-dir`` and ended by
-PID; the token is this test's own (see ``test_deploy.py``).
+PID; the token is this test's own (``raycluster.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from test_deploy import _free_port, _pids_with
+from raycluster import pids_with, ray_head, token_env
 from test_faults import assert_same_dataset, cmdline, rows, tracks
 
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
@@ -35,26 +31,6 @@ from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 pytestmark = pytest.mark.slow
 
 FRAMES, CHUNK = 16, 2
-
-
-@contextlib.contextmanager
-def ray_head(env: dict):
-    """A one-node ``ray start --head`` cluster on 127.0.0.1; yields (address, temp dir)."""
-    temp = Path(tempfile.mkdtemp(prefix="sbhead", dir="/tmp"))  # short: sockets live under it
-    port = _free_port()
-    try:
-        start = subprocess.run(
-            ["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-             "--include-dashboard=false", f"--temp-dir={temp}", "--num-cpus=2", "--num-gpus=0",
-             "--disable-usage-stats"], capture_output=True, text=True, timeout=180, env=env)
-        assert start.returncode == 0, start.stderr[-3000:]
-        yield f"127.0.0.1:{port}", temp
-    finally:
-        for pid in _pids_with(temp):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_the_head_killed_under_a_job_the_driver_exits_2_and_a_rerun_on_a_new_head_resumes(
@@ -65,8 +41,7 @@ def test_the_head_killed_under_a_job_the_driver_exits_2_and_a_rerun_on_a_new_hea
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"video": str(tmp_path / "v.mp4"), "video_id": "v",
                                     "prompts": prompts}) + "\n")
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "TQDM_DISABLE": "1"}
+    env = token_env(TQDM_DISABLE="1")
 
     def command(out: Path, address: str) -> list[str]:
         return [sys.executable, "-m", "sam_batch.cli", "run", "--manifest", str(manifest),
@@ -75,8 +50,8 @@ def test_the_head_killed_under_a_job_the_driver_exits_2_and_a_rerun_on_a_new_hea
                 "--progress", "off", "--address", address]
 
     out = tmp_path / "ds"
-    with ray_head(env) as (address, temp):
-        driver = subprocess.Popen(command(out, address), env=env, stdout=subprocess.PIPE,
+    with ray_head(env) as head:
+        driver = subprocess.Popen(command(out, head.address), env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         try:
             part = out / "masks" / "v" / "part-s000-c00001.parquet"
@@ -85,7 +60,7 @@ def test_the_head_killed_under_a_job_the_driver_exits_2_and_a_rerun_on_a_new_hea
                 assert driver.poll() is None, driver.communicate()[0][-3000:]
                 assert time.monotonic() < deadline, "chunk 1 never committed"
                 time.sleep(0.05)
-            (gcs,) = [p for p in _pids_with(temp) if "gcs_server" in cmdline(p)]
+            (gcs,) = [p for p in pids_with(head.temp) if "gcs_server" in cmdline(p)]
             os.kill(gcs, signal.SIGKILL)
             killed = time.monotonic()
             log, _ = driver.communicate(timeout=120)
@@ -104,12 +79,12 @@ def test_the_head_killed_under_a_job_the_driver_exits_2_and_a_rerun_on_a_new_hea
     assert "part-s000-c00001.parquet" in committed
 
     clean = tmp_path / "clean"
-    with ray_head(env) as (address, _):
-        again = subprocess.run(command(out, address), env=env, capture_output=True, text=True,
+    with ray_head(env) as head:
+        again = subprocess.run(command(out, head.address), env=env, capture_output=True, text=True,
                                timeout=600)
         assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
         assert "resuming the job" in again.stderr, again.stderr[-3000:]
-        done = subprocess.run(command(clean, address), env=env, capture_output=True, text=True,
+        done = subprocess.run(command(clean, head.address), env=env, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert_same_dataset(out, (rows(clean), tracks(clean)))

@@ -23,7 +23,7 @@ from sam_batch.dataset.reader import Dataset
 from sam_batch.dataset.rle import encode, to_coco
 from sam_batch.driver.job import run
 from sam_batch.evaluation.metrics.identity import boundary_id_metrics
-from sam_batch.finish.stitch import Segment, owned_ranges
+from sam_batch.finish.segments import Segment, owned_ranges
 from sam_batch.plan.chunks import plan_video
 from sam_batch.plan.prompts import prompts_from_dicts
 from sam_batch.synthetic import (

@@ -15,14 +15,9 @@ import numpy as np
 import pytest
 
 from sam_batch.dataset.rle import encode
-from sam_batch.finish.stitch import (
-    LocalTrack,
-    Segment,
-    frame_owner,
-    owned_ranges,
-    stitch,
-    volumetric_iou,
-)
+from sam_batch.finish.evidence import volumetric_iou
+from sam_batch.finish.segments import LocalTrack, Segment, frame_owner, owned_ranges
+from sam_batch.finish.stitch import stitch
 
 H, W = 48, 64
 OVERLAP = range(12, 20)

@@ -1,4 +1,5 @@
-"""Frame-exact streaming decode: every promise of ``sam_batch.media.video`` on real files.
+"""Frame-exact streaming decode: every promise of ``sam_batch.media.video`` (probe) and
+``sam_batch.media.decode`` on real files.
 
 Every test video is encoded here with PyAV and draws its own frame index
 (``media.pattern_frame``), so "frame i" is checked against the pixels, not against
@@ -29,7 +30,8 @@ from media import (
 )
 
 from sam_batch.errors import VideoError
-from sam_batch.media.video import VideoInfo, probe, read_frame, read_frames, rotate_upright
+from sam_batch.media.decode import read_frame, read_frames, rotate_upright
+from sam_batch.media.video import VideoInfo, probe
 
 N = 96  # frames in the main test video
 GOP = 7  # keyframe every 7 frames: most range starts fall mid-GOP

@@ -37,16 +37,12 @@ overlapping pixel, which is what scoring our ``davis`` PNG export gives.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import numpy as np
-from PIL import Image
 
-from sam_batch.dataset.layout import VIDEOS_DIR
 from sam_batch.dataset.reader import Dataset, MaskRow
 from sam_batch.dataset.rle import encode as rle_encode
 from sam_batch.errors import SamBatchError
@@ -60,15 +56,8 @@ from sam_batch.evaluation.metrics import (
     summarize,
 )
 from sam_batch.evaluation.metrics.identity import identity_metrics
-from sam_batch.export.common import every_frame
+from sam_batch.evaluation.truth import DatasetTruth, PngTruth, open_truth
 from sam_batch.export.davis import label_map
-from sam_batch.media.storage import Location, safe_name
-
-#: PNG value that marks pixels not to score (DAVIS convention).
-VOID = 255
-
-# (frame_idx, {obj_id: [H, W] bool}, void [H, W] bool or None, (H, W))
-TruthFrame = tuple[int, dict[int, np.ndarray], np.ndarray | None, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -137,88 +126,6 @@ def _jf_dict(jf: JF) -> dict:
         return {"mean": s.mean, "recall": s.recall, "decay": s.decay}
 
     return {"J&F": jf.jf, "J": scores(jf.j), "F": scores(jf.f)}
-
-
-class PngTruth:
-    """Ground truth as ``<root>/<video>/<frame>.png``, indexed PNGs (value = object id)."""
-
-    def __init__(self, url: str, storage_options: dict | None = None):
-        self.loc = Location(url, storage_options)
-        if not self.loc.exists(""):
-            raise SamBatchError(f"no ground truth at {url}")
-        self.url = self.loc.url
-
-    def video_ids(self) -> list[str]:
-        entries = self.loc.fs.ls(self.loc.path(""), detail=True)
-        names = [
-            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
-        ]
-        return sorted(unquote(n) for n in names)
-
-    def _folder(self, video_id: str) -> str:
-        for name in (video_id, safe_name(video_id)):
-            if self.loc.exists(name):
-                return name
-        raise SamBatchError(f"video {video_id!r} has no ground-truth folder in {self.url}")
-
-    def _paths(self, video_id: str) -> dict[int, str]:
-        """Frame index -> PNG path, for the ``<digits>.png`` files directly in the folder."""
-        folder = self._folder(video_id)
-        found = {}
-        for path in self.loc.list(folder, ".png"):
-            stem = path.rsplit("/", 1)[-1][: -len(".png")]
-            if path.count("/") == folder.count("/") + 1 and stem.isdigit():
-                found[int(stem)] = path
-        if not found:
-            raise SamBatchError(f"{self.loc.url_of(folder)} holds no <frame>.png ground truth")
-        return found
-
-    def frames(self, video_id: str) -> list[int]:
-        return sorted(self._paths(video_id))
-
-    def iter(self, video_id: str) -> Iterator[TruthFrame]:
-        paths = self._paths(video_id)
-        for t in sorted(paths):
-            path = paths[t]
-            image = Image.open(io.BytesIO(self.loc.read(path)))
-            if image.mode not in ("P", "L", "1"):
-                raise SamBatchError(
-                    f"{self.loc.url_of(path)} is a {image.mode} PNG; ground truth must be "
-                    "indexed (mode P, value = object id) or greyscale"
-                )
-            labels = np.asarray(image)
-            ids = [int(v) for v in np.unique(labels) if 0 < v < VOID]
-            void = labels == VOID
-            yield t, {k: labels == k for k in ids}, (void if void.any() else None), labels.shape
-
-
-class DatasetTruth:
-    """Ground truth as another sam_batch dataset: its ``ok`` videos, every frame."""
-
-    def __init__(self, url: str, storage_options: dict | None = None):
-        self.ds = Dataset(url, storage_options)
-        self.url = self.ds.url
-
-    def video_ids(self) -> list[str]:
-        return sorted(self.ds.video_ids("ok"))
-
-    def frames(self, video_id: str) -> list[int]:
-        if video_id not in self.ds.video_ids("ok"):
-            raise SamBatchError(f"video {video_id!r} is not an ok video of {self.url}")
-        return list(range(int(self.ds.video(video_id)["frames"])))
-
-    def iter(self, video_id: str) -> Iterator[TruthFrame]:
-        row = self.ds.video(video_id)
-        shape = (int(row["height"]), int(row["width"]))
-        for t, objs in every_frame(self.ds, video_id, row):
-            yield t, {k: m.mask() for k, m in objs.items() if m.area > 0}, None, shape
-
-
-def open_truth(gt: str, storage_options: dict | None = None) -> PngTruth | DatasetTruth:
-    """A dataset (it has ``videos/``) or a folder of PNG folders."""
-    if Location(gt, storage_options).exists(VIDEOS_DIR):
-        return DatasetTruth(gt, storage_options)
-    return PngTruth(gt, storage_options)
 
 
 def evaluate(
@@ -316,13 +223,7 @@ def score_video(
     ignore_extra: bool = False,
 ) -> tuple[VideoScores, int]:
     """One video's scores and the number of frames scored (``pred`` None: an empty prediction)."""
-    frame_ids = truth.frames(video_id)
-    if skip_first_last and len(frame_ids) < 3:
-        raise SamBatchError(
-            f"video {video_id!r}: {len(frame_ids)} ground-truth frames leave none once the "
-            "first and last are dropped; pass skip_first_last=False"
-        )
-    scored = set(frame_ids[1:-1] if skip_first_last else frame_ids)
+    scored = _scored_frames(truth, video_id, skip_first_last)
     predicted = _Predictions(pred, video_id, exclusive)
     j: dict[int, list[float]] = {}
     f: dict[int, list[float]] = {}
@@ -331,12 +232,7 @@ def score_video(
     for t, gt_masks, void, shape in truth.iter(video_id):
         pred_masks = predicted.at(t)
         in_truth.update(gt_masks)
-        for k, m in pred_masks.items():
-            if m.shape != shape:
-                raise SamBatchError(
-                    f"video {video_id!r} frame {t}: predicted object {k} is "
-                    f"{m.shape[0]}x{m.shape[1]}, the ground truth {shape[0]}x{shape[1]}"
-                )
+        _check_shapes(video_id, t, pred_masks, shape)
         if t not in scored:
             continue
         for k in set(gt_masks) | set(pred_masks):
@@ -356,16 +252,44 @@ def score_video(
             f"{sorted(in_truth)}; the benchmark scores the truth's objects only "
             "(pass ignore_extra=True to leave them out)"
         )
-    objects = {
+    return _video_scores(j, f, sorted(in_truth), n), n
+
+
+def _scored_frames(truth: PngTruth | DatasetTruth, video_id: str,
+                   skip_first_last: bool) -> set[int]:
+    """The ground-truth frames scored: all, or (the benchmark's way) all but the first and last."""
+    frame_ids = truth.frames(video_id)
+    if skip_first_last and len(frame_ids) < 3:
+        raise SamBatchError(
+            f"video {video_id!r}: {len(frame_ids)} ground-truth frames leave none once the "
+            "first and last are dropped; pass skip_first_last=False"
+        )
+    return set(frame_ids[1:-1] if skip_first_last else frame_ids)
+
+
+def _check_shapes(video_id: str, t: int, pred_masks: dict[int, np.ndarray],
+                  shape: tuple[int, int]) -> None:
+    for k, m in pred_masks.items():
+        if m.shape != shape:
+            raise SamBatchError(
+                f"video {video_id!r} frame {t}: predicted object {k} is "
+                f"{m.shape[0]}x{m.shape[1]}, the ground truth {shape[0]}x{shape[1]}"
+            )
+
+
+def _video_scores(j: dict[int, list[float]], f: dict[int, list[float]], objects: list[int],
+                  n: int) -> VideoScores:
+    """Per-object statistics of J and F over ``n`` frames, and their mean over objects."""
+    scores = {
         k: JF(
             j=db_statistics(np.array(j.get(k, [1.0] * n))),
             f=db_statistics(np.array(f.get(k, [1.0] * n))),
         )
-        for k in sorted(in_truth)
+        for k in objects
     }
     nan = Scores(math.nan, math.nan, math.nan)
-    mean = summarize([VideoScores(objects=objects, mean=JF(nan, nan))])  # the mean over objects
-    return VideoScores(objects=objects, mean=mean), n
+    mean = summarize([VideoScores(objects=scores, mean=JF(nan, nan))])  # the mean over objects
+    return VideoScores(objects=scores, mean=mean)
 
 
 class _Predictions:

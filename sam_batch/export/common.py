@@ -33,8 +33,9 @@ from sam_batch.dataset.reader import Dataset, MaskRow
 from sam_batch.dataset.schema import STATUS_OK
 from sam_batch.errors import SamBatchError
 from sam_batch.export.videofile import Encoding, VideoSink
+from sam_batch.media.decode import read_frames
 from sam_batch.media.storage import Location, safe_name
-from sam_batch.media.video import VideoInfo, probe, read_frames
+from sam_batch.media.video import VideoInfo, probe
 from sam_batch.synthetic.writers import davis_palette
 
 log = logging.getLogger("sam_batch")

@@ -21,6 +21,7 @@ from sam_batch.dataset.compact import visible_mask_files
 from sam_batch.dataset.layout import MaskFile, masks_folder
 from sam_batch.dataset.schema import MASKS_SCHEMA, ORIGIN_PROMPT
 from sam_batch.dataset.writer import ObjectStats, table_bytes, write_tracks
+from sam_batch.finish.segments import LocalTrack, Segment, owned_ranges
 from sam_batch.media.storage import Location
 from sam_batch.plan.discovery import Lifecycle
 from sam_batch.plan.track_meta import read_meta
@@ -28,19 +29,27 @@ from sam_batch.plan.track_meta import read_meta
 
 def object_stats(loc: Location, video_id: str) -> dict[int, ObjectStats]:
     """First/last frame with a non-empty mask and frames present, per object."""
-    stats: dict[int, ObjectStats] = {}
-    for part in visible_mask_files(loc, video_id):  # each row once, compacted or not
-        table = pq.read_table(loc.path(part), filesystem=loc.fs,
-                              columns=["frame_idx", "obj_id", "area"])
-        for obj_id in pc.unique(table["obj_id"]).to_pylist():
-            rows = table.filter(pc.and_(pc.equal(table["obj_id"], obj_id),
-                                        pc.greater(table["area"], 0)))
-            frames = rows["frame_idx"]
-            part_stats = ObjectStats()
-            if rows.num_rows:
-                part_stats = ObjectStats(pc.min(frames).as_py(), pc.max(frames).as_py(),
-                                         rows.num_rows)
-            stats[obj_id] = stats.get(obj_id, ObjectStats()).merge(part_stats)
+    return merge_stats(  # each row once, compacted or not
+        table_stats(_read(loc, part, ["frame_idx", "obj_id", "area"]))
+        for part in visible_mask_files(loc, video_id)
+    )
+
+
+def table_stats(table: pa.Table) -> dict[int, ObjectStats]:
+    """The object stats of mask rows (``frame_idx``, ``obj_id``, ``area``): every object
+    with a row, first/last frame and frames with a non-empty mask.
+
+    >>> t = pa.table({"frame_idx": [3, 4, 5, 4], "obj_id": [1, 1, 1, 2], "area": [9, 0, 9, 0]})
+    >>> stats = table_stats(t)
+    >>> stats[1], stats[2].frames_present
+    (ObjectStats(first_frame=3, last_frame=5, frames_present=2), 0)
+    """
+    stats = {obj: ObjectStats() for obj in pc.unique(table["obj_id"]).to_pylist()}
+    shown = table.filter(pc.greater(table["area"], 0)).group_by("obj_id").aggregate(
+        [("frame_idx", "min"), ("frame_idx", "max"), ("frame_idx", "count")])
+    for obj, first, last, present in zip(*(shown[c].to_pylist() for c in (
+            "obj_id", "frame_idx_min", "frame_idx_max", "frame_idx_count")), strict=True):
+        stats[obj] = ObjectStats(first, last, present)
     return stats
 
 
@@ -54,18 +63,8 @@ def finalize_video(output_url: str, storage_options: dict, video_id: str,
     loc = Location(output_url, storage_options)
     if stats is None:
         stats = object_stats(loc, video_id)
-    write_tracks(loc, video_id, [
-        {
-            "video_id": video_id,
-            "obj_id": obj_id,
-            "first_frame": s.first_frame,
-            "last_frame": s.last_frame,
-            "frames_present": s.frames_present,
-            "origin": ORIGIN_PROMPT,
-            "sources": [f"0:{obj_id}"],
-        }
-        for obj_id, s in sorted(stats.items())
-    ])
+    write_tracks(loc, video_id, [_track_row(video_id, obj_id, s, ORIGIN_PROMPT, [f"0:{obj_id}"])
+                                 for obj_id, s in sorted(stats.items())])
     return len(stats)
 
 
@@ -107,80 +106,91 @@ def finalize_stitched(output_url: str, storage_options: dict, video_id: str,
     """
     # Imported here: scipy, which the common finalize_video (one remote task per
     # video, in a light worker process) never needs.
-    from sam_batch.finish.stitch import LocalTrack, Segment, owned_ranges, stitch
+    from sam_batch.finish.stitch import stitch
 
     loc = Location(output_url, storage_options)
     staged = [MaskFile.parse(p) for p in loc.list(masks_folder(video_id, staged=True), ".parquet")]
     parts = {s.index: [f for f in staged if f.segment == s.index] for s in segments}
-    bounds = {s.index: (s.start, s.end) for s in segments}
+    shared = _shared_frames(segments)
+    local = [_local_segment(loc, seg, parts[seg.index], shared[seg.index]) for seg in segments]
+    result = stitch(local, height, width, iou_threshold)
+    owned = dict(zip([s.index for s in segments], owned_ranges(local), strict=True))
+    stats = merge_stats(
+        _commit_part(loc, part, result.id_map(index), owned[index])
+        for index, seg_parts in parts.items() for part in seg_parts
+    )
+    tracks = [t for t in result.tracks if t.obj_id in stats]
+    write_tracks(loc, video_id, [_track_row(video_id, t.obj_id, stats[t.obj_id], t.origin,
+                                            list(t.sources)) for t in tracks])
+    loc.delete(masks_folder(video_id, staged=True))
+    return len(tracks)
+
+
+def _shared_frames(segments: list[StagedSegment]) -> dict[int, set[int]]:
+    """Each segment's frames shared with a neighbour: where the stitcher's evidence is."""
     shared: dict[int, set[int]] = {s.index: set() for s in segments}
     for a, b in pairwise(segments):
         shared[a.index].update(range(b.start, a.end))
         shared[b.index].update(range(b.start, a.end))
+    return shared
 
-    local_segments = []
-    origins: dict[tuple[int, int], str] = {}
-    for seg in segments:
-        life = read_meta(loc.read(seg.final_state)).lifecycle
-        keep = Lifecycle(dict(life), None).kept_ids()
-        firsts: dict[int, int] = {}
-        masks: dict[int, dict[int, str]] = {}
-        kept = pa.array(sorted(keep), pa.int64())
-        near = pa.array(sorted(shared[seg.index]), pa.int64())
-        for part in parts[seg.index]:  # masks leave Arrow only for the shared frames
-            table = _read(loc, part.path, ["frame_idx", "obj_id", "area", "rle"])
-            table = table.filter(pc.is_in(table["obj_id"], kept))
-            present = table.filter(pc.greater(table["area"], 0)).group_by("obj_id").aggregate(
-                [("frame_idx", "min")])
-            for obj, frame in zip(present["obj_id"].to_pylist(),
-                                  present["frame_idx_min"].to_pylist(), strict=True):
-                firsts[obj] = min(firsts.get(obj, frame), frame)
-            evidence = table.filter(pc.is_in(table["frame_idx"], near))
-            for frame, obj, mask in zip(*(evidence[c].to_pylist() for c in
-                                          ("frame_idx", "obj_id", "rle")), strict=True):
-                masks.setdefault(obj, {})[frame] = mask
-        tracks = []
-        for obj in sorted(keep):
-            origin = life[str(obj)]["origin"]
-            origins[seg.index, obj] = origin
-            tracks.append(LocalTrack(obj, firsts.get(obj, bounds[seg.index][1]),
-                                     masks.get(obj, {}),
-                                     obj if origin == ORIGIN_PROMPT else None))
-        local_segments.append(Segment(seg.index, seg.start, seg.end, tuple(tracks)))
 
-    result = stitch(local_segments, height, width, iou_threshold)
-    owned = dict(zip([s.index for s in segments], owned_ranges(local_segments), strict=True))
-    stats: dict[int, ObjectStats] = {}
-    for index, seg_parts in parts.items():
-        ids = result.id_map(index)
-        lo, hi = owned[index]
-        for part in seg_parts:
-            table = _read(loc, part.path, None)
-            frames = table["frame_idx"]
-            keep_rows = pc.and_(pc.and_(pc.greater_equal(frames, lo), pc.less(frames, hi)),
-                                pc.is_in(table["obj_id"], pa.array(list(ids), pa.int64())))
-            table = table.filter(keep_rows)
-            new_ids = pa.array([ids[o] for o in table["obj_id"].to_pylist()], pa.int64())
-            table = table.set_column(table.schema.get_field_index("obj_id"), "obj_id", new_ids)
-            table = table.sort_by([("frame_idx", "ascending"), ("obj_id", "ascending")])
-            for frame, obj, area in zip(*(table[c].to_pylist() for c in
-                                          ("frame_idx", "obj_id", "area")), strict=True):
-                stats.setdefault(obj, ObjectStats()).add(frame, area)
-            loc.write(part.committed().path, table_bytes(table.cast(MASKS_SCHEMA)))
-    write_tracks(loc, video_id, [
-        {
-            "video_id": video_id,
-            "obj_id": t.obj_id,
-            "first_frame": stats.get(t.obj_id, ObjectStats()).first_frame,
-            "last_frame": stats.get(t.obj_id, ObjectStats()).last_frame,
-            "frames_present": stats.get(t.obj_id, ObjectStats()).frames_present,
-            "origin": t.origin,
-            "sources": list(t.sources),
-        }
-        for t in result.tracks if t.obj_id in stats
-    ])
-    loc.delete(masks_folder(video_id, staged=True))
-    return sum(1 for t in result.tracks if t.obj_id in stats)
+def _local_segment(loc: Location, seg: StagedSegment, parts: list[MaskFile],
+                   shared: set[int]) -> Segment:
+    """One segment's kept objects as the stitcher takes them (masks leave Arrow only for
+    the shared frames); a prompted object is pinned to its own id."""
+    life = read_meta(loc.read(seg.final_state)).lifecycle
+    keep = Lifecycle(dict(life), None).kept_ids()
+    kept = pa.array(sorted(keep), pa.int64())
+    near = pa.array(sorted(shared), pa.int64())
+    firsts: dict[int, ObjectStats] = {}
+    masks: dict[int, dict[int, str]] = {}
+    for part in parts:  # one at a time
+        table = _read(loc, part.path, ["frame_idx", "obj_id", "area", "rle"])
+        table = table.filter(pc.is_in(table["obj_id"], kept))
+        firsts = merge_stats([firsts, table_stats(table)])
+        evidence = table.filter(pc.is_in(table["frame_idx"], near))
+        for frame, obj, mask in zip(*(evidence[c].to_pylist() for c in
+                                      ("frame_idx", "obj_id", "rle")), strict=True):
+            masks.setdefault(obj, {})[frame] = mask
+    tracks = []
+    for obj in sorted(keep):
+        first = firsts.get(obj, ObjectStats()).first_frame
+        pinned = obj if life[str(obj)]["origin"] == ORIGIN_PROMPT else None
+        tracks.append(LocalTrack(obj, seg.end if first is None else first,
+                                 masks.get(obj, {}), pinned))
+    return Segment(seg.index, seg.start, seg.end, tuple(tracks))
+
+
+def _commit_part(loc: Location, part: MaskFile, ids: dict[int, int],
+                 owned: tuple[int, int]) -> dict[int, ObjectStats]:
+    """Commit one staged part under global ``ids``: the frames its segment owns, the
+    objects stitched; returns the committed rows' object stats."""
+    lo, hi = owned
+    table = _read(loc, part.path, None)
+    frames = table["frame_idx"]
+    keep_rows = pc.and_(pc.and_(pc.greater_equal(frames, lo), pc.less(frames, hi)),
+                        pc.is_in(table["obj_id"], pa.array(list(ids), pa.int64())))
+    table = table.filter(keep_rows)
+    new_ids = pa.array([ids[o] for o in table["obj_id"].to_pylist()], pa.int64())
+    table = table.set_column(table.schema.get_field_index("obj_id"), "obj_id", new_ids)
+    table = table.sort_by([("frame_idx", "ascending"), ("obj_id", "ascending")])
+    loc.write(part.committed().path, table_bytes(table.cast(MASKS_SCHEMA)))
+    return table_stats(table)
+
+
+def _track_row(video_id: str, obj_id: int, stats: ObjectStats, origin: str,
+               sources: list[str]) -> dict:
+    """One row of the ``tracks/`` table."""
+    return {
+        "video_id": video_id,
+        "obj_id": obj_id,
+        "first_frame": stats.first_frame,
+        "last_frame": stats.last_frame,
+        "frames_present": stats.frames_present,
+        "origin": origin,
+        "sources": sources,
+    }
 
 
 def _read(loc: Location, part: str, columns: list[str] | None) -> pa.Table:

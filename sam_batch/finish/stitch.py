@@ -9,7 +9,7 @@ read back from the Parquet parts), never a model. Its rules:
 1. Evidence. The overlap of boundary ``(s, s+1)`` is the frames
    ``[segments[s+1].start, segments[s].end)``. Left track A and right track B
    agree by their volumetric IoU ``Σ|A∩B| / Σ|A∪B|`` over those frames (no
-   mask on a frame = empty; 0 when both are always empty).
+   mask on a frame = empty; 0 when both are always empty): ``evidence``.
 2. Assignment. One-to-one per boundary by the Hungarian algorithm over the
    pairs with IoU >= ``iou_threshold``, maximising in this order: pairs that
    are one track already (same pin), pairs that continue a pinned group (a pin
@@ -32,60 +32,24 @@ read back from the Parquet parts), never a model. Its rules:
    segments[s].end - start``, segment ``s`` owns the overlap frames
    ``frame < start + (overlap + 1) // 2`` (the middle one of an odd overlap
    too: its memory is mature, while the seeded segment ``s+1`` is least
-   settled just after its start); ``s+1`` owns the rest (:func:`owned_ranges`).
+   settled just after its start); ``s+1`` owns the rest
+   (``segments.owned_ranges``).
+
+The segments and their layout rules live in ``segments``.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from sam_batch.dataset.rle import to_coco
 from sam_batch.dataset.schema import ORIGIN_DISCOVERED, ORIGIN_PROMPT
-
-Key = tuple[int, int]  # (segment index, local id)
-
-
-@dataclass(frozen=True)
-class LocalTrack:
-    """One object as one segment tracked it, under the segment's own id.
-
-    ``masks``: ``{frame_idx: rle}`` on the frames shared with the neighbours
-    (others are ignored; a missing frame is empty). ``first_frame``: first
-    frame present in the segment, only to order new ids. ``pinned_id``: the
-    user's obj_id when a prompt made this track.
-
-    >>> LocalTrack(local_id=1, first_frame=40, masks={}, pinned_id=7).pinned_id
-    7
-    """
-
-    local_id: int
-    first_frame: int
-    masks: Mapping[int, str] = field(default_factory=dict)
-    pinned_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Frames ``[start, end)`` of one video tracked in one go, and its tracks.
-
-    >>> Segment(index=0, start=0, end=100).tracks
-    ()
-    """
-
-    index: int
-    start: int
-    end: int
-    tracks: tuple[LocalTrack, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tracks", tuple(self.tracks))
+from sam_batch.finish.evidence import volumetric_iou
+from sam_batch.finish.segments import Key, LocalTrack, Segment, validated_segments
 
 
 @dataclass(frozen=True)
@@ -170,7 +134,9 @@ def stitch(
     >>> r.global_id(0, 1), r.global_id(1, 4), r.tracks[0].sources
     (1, 1, ('0:1', '1:4'))
     """
-    segs = _validated(segments, iou_threshold)
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    segs = validated_segments(segments)
     tracks: dict[Key, LocalTrack] = {(s.index, t.local_id): t for s in segs for t in s.tracks}
     groups = _Groups({key: t.pinned_id for key, t in tracks.items()})
     first_with_pin: dict[int, Key] = {}
@@ -205,66 +171,6 @@ def stitch(
     return _result(tracks, groups, links, dropped)
 
 
-def volumetric_iou(
-    left: Sequence[LocalTrack], right: Sequence[LocalTrack], frames: range, height: int, width: int
-) -> np.ndarray:
-    """``[len(left), len(right)]`` IoU of whole tracks over ``frames`` (rule 1).
-
-    Intersections come from pycocotools' RLE IoU (``I = iou·(a+b)/(1+iou)``),
-    one call per frame, without decoding a mask.
-
-    >>> import numpy as np
-    >>> from sam_batch.dataset.rle import encode
-    >>> a = np.zeros((4, 4), bool); a[:, :2] = True
-    >>> b = np.zeros((4, 4), bool); b[:, 1:3] = True
-    >>> l = LocalTrack(1, 0, {0: encode(a).rle, 1: encode(a).rle})
-    >>> r = LocalTrack(1, 0, {0: encode(b).rle})
-    >>> volumetric_iou([l], [r], range(2), 4, 4)  # (4 + 0) / (12 + 8)
-    array([[0.2]])
-    """
-    inter = np.zeros((len(left), len(right)))
-    sum_left, sum_right = np.zeros(len(left)), np.zeros(len(right))
-    for frame in frames:
-        li, lr, la = _nonempty(left, frame, height, width)
-        ri, rr, ra = _nonempty(right, frame, height, width)
-        sum_left[li] += la
-        sum_right[ri] += ra
-        if lr and rr:
-            iou = np.asarray(mask_utils.iou(lr, rr, [0] * len(rr)), float)
-            both = np.rint(iou * (la[:, None] + ra[None, :]) / (1.0 + iou))
-            inter[np.ix_(li, ri)] += both
-    union = sum_left[:, None] + sum_right[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def owned_ranges(segments: Sequence[Segment]) -> list[tuple[int, int]]:
-    """The frames ``[lo, hi)`` each segment writes, in segment order (rule 8).
-
-    The ranges tile ``[segments[0].start, segments[-1].end)`` without gaps.
-
-    >>> owned_ranges([Segment(0, 0, 105), Segment(1, 100, 200)])  # overlap 5
-    [(0, 103), (103, 200)]
-    """
-    segs = _validated(segments, 0.5)
-    cuts = [_split(a, b) for a, b in pairwise(segs)]
-    lows = [segs[0].start, *cuts] if segs else []
-    highs = [*cuts, segs[-1].end] if segs else []
-    return list(zip(lows, highs, strict=True))
-
-
-def frame_owner(segments: Sequence[Segment], frame: int) -> int:
-    """The index of the segment whose masks the output takes on ``frame``.
-
-    >>> segs = [Segment(0, 0, 108), Segment(1, 100, 200)]  # overlap 8
-    >>> frame_owner(segs, 103), frame_owner(segs, 104)
-    (0, 1)
-    """
-    ranges = owned_ranges(segments)
-    if not ranges or not ranges[0][0] <= frame < ranges[-1][1]:
-        raise ValueError(f"frame {frame} is outside the segments' frames {ranges}")
-    return bisect.bisect_right([lo for lo, _ in ranges], frame) - 1
-
-
 def _weights(
     b: int,
     left: list[LocalTrack],
@@ -291,26 +197,6 @@ def _weights(
                 pinned = groups.pin_of(lk) is not None or groups.pin_of(rk) is not None
                 weight[i, j] = n * pinned + iou[i, j]
     return weight, same
-
-
-def _split(left: Segment, right: Segment) -> int:
-    """First frame owned by ``right`` at the boundary between the two."""
-    return right.start + (left.end - right.start + 1) // 2
-
-
-def _nonempty(
-    tracks: Sequence[LocalTrack], frame: int, height: int, width: int
-) -> tuple[list[int], list[dict], np.ndarray]:
-    """Indices, RLE objects and areas of the tracks with a non-empty mask on ``frame``."""
-    index, rles = [], []
-    for i, track in enumerate(tracks):
-        rle = track.masks.get(frame)
-        if rle is not None:
-            index.append(i)
-            rles.append(to_coco(rle, height, width))
-    areas = np.asarray(mask_utils.area(rles), float) if rles else np.zeros(0)
-    keep = [k for k, area in enumerate(areas) if area > 0]
-    return [index[k] for k in keep], [rles[k] for k in keep], areas[keep]
 
 
 class _Groups:
@@ -388,39 +274,3 @@ def _result(
     ids = {key: gid[root] for root, keys in members.items() for key in keys}
     drops = [DroppedTrack(*key, ids[twin], iou) for key, (twin, iou) in sorted(dropped.items())]
     return StitchResult(tuple(out), tuple(drops), tuple(links), dict(sorted(ids.items())))
-
-
-def _validated(segments: Sequence[Segment], iou_threshold: float) -> list[Segment]:
-    """The segments in index order, or a ValueError naming what does not fit."""
-    if not 0.0 < iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    segs = sorted(segments, key=lambda s: s.index)
-    if [s.index for s in segs] != list(range(len(segs))):
-        got = [s.index for s in segs]
-        raise ValueError(f"segment indices must be 0..{len(segs) - 1}, got {got}")
-    for s in segs:
-        where = f"segment {s.index} [{s.start}, {s.end})"
-        locals_ = [t.local_id for t in s.tracks]
-        pins = [t.pinned_id for t in s.tracks if t.pinned_id is not None]
-        outside = [(t.local_id, f) for t in s.tracks for f in t.masks if not s.start <= f < s.end]
-        for bad, why in [
-            (s.start >= s.end, "has no frames"),
-            (len(set(locals_)) != len(locals_), f"repeats local ids: {sorted(locals_)}"),
-            (len(set(pins)) != len(pins), f"repeats pinned ids: {sorted(pins)}"),
-            (bool(outside), f"has masks outside its frames, (local id, frame): {outside[:5]}"),
-        ]:
-            if bad:
-                raise ValueError(f"{where} {why}")
-    for a, b in pairwise(segs):
-        if not (a.start < b.start <= a.end < b.end):
-            raise ValueError(
-                f"segments {a.index} [{a.start}, {a.end}) and {b.index} [{b.start}, {b.end}) "
-                "must follow each other, sharing frames or touching, without a gap"
-            )
-    for a, c in zip(segs, segs[2:], strict=False):
-        if c.start < a.end:
-            raise ValueError(
-                f"segments {a.index} and {c.index} share frames: a frame may be in two "
-                "segments at most; shorten the overlap"
-            )
-    return segs

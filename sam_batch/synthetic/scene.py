@@ -225,9 +225,31 @@ def make_scene(config: SceneConfig) -> Scene:
     (3, True)
     """
     c = config
-    short, last = min(c.width, c.height), c.num_frames - 1
     looks = _looks(np.random.default_rng([c.seed, _LOOKS]), c)
-    plan = np.random.default_rng([c.seed, _PLAN])
+    plan = np.random.default_rng([c.seed, _PLAN])  # one stream: the draws' order is the scene
+    cast = _cast(plan, c, looks)
+    crossing = _crossing(plan, c)
+    objects = tuple(_object(k, c, looks[k - 1], cast, crossing)
+                    for k in range(1, c.num_objects + 1))
+    margin = round(0.08 * min(c.width, c.height)) if c.camera_motion else 0
+    crossed = (crossing.frame, *cast.pair) if cast.pair else None
+    return Scene(c, objects, cast.z_order, cast.background, crossed, margin,
+                 tuple(look.color_a for look in looks))
+
+
+@dataclass(frozen=True)
+class _Cast:
+    """Who is in front, who looks alike, who enters and who leaves (0: nobody)."""
+
+    z_order: tuple[int, ...]
+    background: str
+    pair: tuple[int, ...]
+    enter: int
+    leave: int
+
+
+def _cast(plan: np.random.Generator, c: SceneConfig, looks: list[Look]) -> _Cast:
+    """The roles, drawn from the plan stream; the second look-alike takes the first's look."""
     z_order = tuple(int(k) + 1 for k in plan.permutation(c.num_objects))
     bg_kind = c.background or BACKGROUNDS[int(plan.integers(len(BACKGROUNDS)))]
     pair: tuple[int, ...] = ()
@@ -239,64 +261,81 @@ def make_scene(config: SceneConfig) -> Scene:
     enter = others[int(plan.integers(len(others)))]
     leavers = [k for k in others if k != enter] or others
     leave = leavers[int(plan.integers(len(leavers)))]
-    if not c.enter_leave or last < 2:
+    if not c.enter_leave or c.num_frames - 1 < 2:
         enter = leave = 0
-    # The look-alikes share size and breathing, and cross at mid-video.
-    pair_radius = quantize(plan.uniform(*c.size_range) * short, 256)
-    pair_wave = (plan.uniform(0.05, 0.2), plan.uniform(40, 160), plan.uniform(0, 2 * math.pi))
+    return _Cast(z_order, bg_kind, pair, enter, leave)
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    """The look-alikes' shared size and breathing, and where and how they cross."""
+
+    radius: float
+    wave: tuple[float, float, float]
+    frame: int
+    spread: int  # frames before and after ``frame`` the crossing is pinned over
+    at: np.ndarray
+    heading: float
+    turn: float
+    half: float
+
+
+def _crossing(plan: np.random.Generator, c: SceneConfig) -> _Crossing:
+    """Drawn even without look-alikes, so the plan stream stays the same either way."""
+    short, last = min(c.width, c.height), c.num_frames - 1
+    radius = quantize(plan.uniform(*c.size_range) * short, 256)
+    wave = (plan.uniform(0.05, 0.2), plan.uniform(40, 160), plan.uniform(0, 2 * math.pi))
     t_c = last // 2
     d = min(c.keyframe_every, t_c - 1, last - t_c - 1)
-    cross_at = np.array([c.width, c.height]) / 2 + plan.uniform(-0.15, 0.15, 2) * short
+    at = np.array([c.width, c.height]) / 2 + plan.uniform(-0.15, 0.15, 2) * short
     heading = plan.uniform(0, 2 * math.pi)
     turn = plan.uniform(math.pi / 3, 2 * math.pi / 3) * (1 if plan.random() < 0.5 else -1)
     half = plan.uniform(0.2, 0.3) * short
+    return _Crossing(radius, wave, t_c, d, at, heading, turn, half)
 
-    objects = []
-    for k in range(1, c.num_objects + 1):
-        rng = np.random.default_rng([c.seed, _MOTION, k])
-        radius = quantize(rng.uniform(*c.size_range) * short, 256)
-        wave = (rng.uniform(0.05, 0.2), rng.uniform(40, 160), rng.uniform(0, 2 * math.pi))
-        if k in pair:
-            radius, wave = pair_radius, pair_wave
-        spin = (
-            rng.uniform(0, 2 * math.pi),
-            rng.uniform(-0.02, 0.02),
-            rng.uniform(0.0, 0.3),
-            rng.uniform(30, 90),
-            rng.uniform(0, 2 * math.pi),
-        )
-        reach = radius * (1 + wave[0]) + 2.0  # past the edge by this much shows nothing
-        lo = np.array([radius, radius])
-        hi = np.maximum(np.array([c.width - radius, c.height - radius]), lo)
-        times = waypoint_times(rng, last, c.keyframe_every)
-        way = wander(rng, times, lo, hi, 0.2 * short, c.keyframe_every)
-        if c.enter_leave and k not in pair and len(times) > 8:  # long videos: away and back
-            for t in times[1:-1]:
-                if rng.random() < 0.08:
-                    way[t] = off_screen(way[t], reach, c.width, c.height)
-        if k in pair:
-            angle = heading + (turn if k == pair[1] else 0.0)
-            pin_crossing(way, t_c, d, cross_at, half * np.array([math.cos(angle), math.sin(angle)]))
-        order = sorted(way)
-        if k == enter:
-            way[order[0]] = off_screen(way[order[1]], reach, c.width, c.height)
-        if k == leave:
-            way[order[-1]] = off_screen(way[order[-2]], reach, c.width, c.height)
-        objects.append(
-            SceneObject(
-                obj_id=k,
-                look=looks[k - 1],
-                radius=radius,
-                scale_wave=wave,
-                spin=spin,
-                times=np.array(order, dtype=np.int64),
-                points=np.array([way[t] for t in order], dtype=np.float64),
-            )
-        )
-    margin = round(0.08 * short) if c.camera_motion else 0
-    crossing = (t_c, pair[0], pair[1]) if pair else None
-    distractors = tuple(look.color_a for look in looks)
-    return Scene(c, tuple(objects), z_order, bg_kind, crossing, margin, distractors)
+
+def _object(k: int, c: SceneConfig, look: Look, cast: _Cast, crossing: _Crossing) -> SceneObject:
+    """Object ``k``'s size, breathing, spin and path, from its own motion stream."""
+    short, last = min(c.width, c.height), c.num_frames - 1
+    rng = np.random.default_rng([c.seed, _MOTION, k])
+    radius = quantize(rng.uniform(*c.size_range) * short, 256)
+    wave = (rng.uniform(0.05, 0.2), rng.uniform(40, 160), rng.uniform(0, 2 * math.pi))
+    if k in cast.pair:
+        radius, wave = crossing.radius, crossing.wave
+    spin = (
+        rng.uniform(0, 2 * math.pi),
+        rng.uniform(-0.02, 0.02),
+        rng.uniform(0.0, 0.3),
+        rng.uniform(30, 90),
+        rng.uniform(0, 2 * math.pi),
+    )
+    reach = radius * (1 + wave[0]) + 2.0  # past the edge by this much shows nothing
+    lo = np.array([radius, radius])
+    hi = np.maximum(np.array([c.width - radius, c.height - radius]), lo)
+    times = waypoint_times(rng, last, c.keyframe_every)
+    way = wander(rng, times, lo, hi, 0.2 * short, c.keyframe_every)
+    if c.enter_leave and k not in cast.pair and len(times) > 8:  # long videos: away and back
+        for t in times[1:-1]:
+            if rng.random() < 0.08:
+                way[t] = off_screen(way[t], reach, c.width, c.height)
+    if k in cast.pair:
+        angle = crossing.heading + (crossing.turn if k == cast.pair[1] else 0.0)
+        pin_crossing(way, crossing.frame, crossing.spread, crossing.at,
+                     crossing.half * np.array([math.cos(angle), math.sin(angle)]))
+    order = sorted(way)
+    if k == cast.enter:
+        way[order[0]] = off_screen(way[order[1]], reach, c.width, c.height)
+    if k == cast.leave:
+        way[order[-1]] = off_screen(way[order[-2]], reach, c.width, c.height)
+    return SceneObject(
+        obj_id=k,
+        look=look,
+        radius=radius,
+        scale_wave=wave,
+        spin=spin,
+        times=np.array(order, dtype=np.int64),
+        points=np.array([way[t] for t in order], dtype=np.float64),
+    )
 
 
 def step_away(scene: Scene, away: dict[int, list[int]], frames: int = 2) -> Scene:

@@ -128,7 +128,7 @@ class VideoFrames:
         return cls(probe(url, storage_options), storage_options)
 
     def read(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
-        from sam_batch.media.video import read_frames
+        from sam_batch.media.decode import read_frames
 
         return read_frames(self.info, start, end, self.storage_options)
 

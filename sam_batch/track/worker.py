@@ -33,8 +33,9 @@ from sam_batch.track.frames import FrameSource, SparseFrames, VideoFrames, read_
 from sam_batch.track.model import ModelIdentity, ModelSpec, load_model
 from sam_batch.track.pipeline import MaskEncoder
 from sam_batch.track.seeding import seed_state
+from sam_batch.track.session import EncodedFrame
 from sam_batch.track.state import MemoryState
-from sam_batch.track.tracker import ChunkTracker, EncodedFrame
+from sam_batch.track.tracker import ChunkTracker
 
 
 class Worker:

@@ -75,51 +75,21 @@ def train(cfg: TrainConfig) -> dict:
     quiet_sam2_progress()
     if cfg.eval_seed_start + cfg.eval_videos > HELD_OUT_SEEDS_END:
         raise ValueError("evaluation seeds must stay below HELD_OUT_SEEDS_END")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = load_model(ModelSpec(config=cfg.config, random_weights=True, seed=cfg.seed,
-                                 image_size=cfg.image_size, device="cpu")).predictor
-    if cfg.init:
-        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
-    model.train()
+    model = _starting_model(cfg)
     # One clip per step makes noisy steps: held-out scores of consecutive checkpoints
     # swing by 0.05-0.1 J&F. The moving average of the weights is what gets scored
     # and saved, when asked for; the raw weights keep training.
     averaged = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else model
-    mix = tuple(float(x) for x in cfg.prompt_mix.split(","))
+    mix = [float(x) for x in cfg.prompt_mix.split(",")]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
-    eval_seeds = list(range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_videos))
-    t0 = time.monotonic()
-    best: dict = {"jf": -1.0, "step": 0}
-    history: list[dict] = []
-    recent: list[float] = []
+    log_book = _LogBook(cfg, averaged)
     step = 0
-
-    def checkpoint() -> None:
-        scores = heldout_jf(averaged, eval_seeds)
-        minutes = (time.monotonic() - t0) / 60
-        history.append({"step": step, "minutes": round(minutes, 2),
-                        "loss": float(np.mean(recent)) if recent else None, **scores})
-        recent.clear()
-        log.info("step %d held-out J&F %s (%.1f min)", step,
-                 " ".join(f"{k} {v:.3f}" for k, v in scores.items()), minutes)
-        path = out / f"step-{step:06d}.pt"
-        torch.save({"model": averaged.state_dict()}, path)
-        if scores["mean"] > best["jf"]:
-            best.update(jf=scores["mean"], step=step, scores=scores)
-            shutil.copyfile(path, out / "best.pt")
-        (out / "history.json").write_text(json.dumps(
-            {"config": asdict(cfg), "best": best, "history": history, "steps": step,
-             "train_seeds": [video_seed(cfg, 0), video_seed(cfg, step * cfg.batch)],
-             "eval_seeds": eval_seeds}, indent=2))
-
     while step < cfg.steps:
-        if cfg.minutes > 0 and time.monotonic() - t0 > cfg.minutes * 60:
+        if cfg.minutes > 0 and log_book.seconds() > cfg.minutes * 60:
             log.info("time budget of %.0f minutes reached at step %d", cfg.minutes, step)
             break
-        kind = str(rng.choice(PROMPT_KINDS, p=list(mix)))
+        kind = str(rng.choice(PROMPT_KINDS, p=mix))
         clips = [make_clip(video_seed(cfg, step * cfg.batch + b), cfg.image_size,
                            cfg.clip_frames, rng, cfg.max_objects,
                            later_prompt_prob=cfg.later_prompt_prob, kind=kind)
@@ -128,32 +98,102 @@ def train(cfg: TrainConfig) -> dict:
         step += 1
         if not clips:
             continue
-        lr = cfg.lr * min(1.0, step / cfg.warmup) * (
-            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = _learning_rate(cfg, step)
         losses = train_step(model, clips, rng, cfg.correct_prob)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss = _optimise(model, opt, lr, losses, cfg.grad_clip)
         if averaged is not model:
             _update_average(averaged, model, cfg.ema)
-        recent.append(float(loss.detach()))
+        log_book.step_done(step, loss, losses, lr)
+        if step % cfg.eval_every == 0:
+            log_book.checkpoint(step)
+    return log_book.close(step)
+
+
+def _starting_model(cfg: TrainConfig) -> torch.nn.Module:
+    """Random weights from ``cfg.seed``, or ``cfg.init``'s; in training mode."""
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    model = load_model(ModelSpec(config=cfg.config, random_weights=True, seed=cfg.seed,
+                                 image_size=cfg.image_size, device="cpu")).predictor
+    if cfg.init:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
+    model.train()
+    return model
+
+
+def _learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then a cosine decay to 5% of ``cfg.lr``."""
+    return cfg.lr * min(1.0, step / cfg.warmup) * (
+        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
+
+
+def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, lr: float,
+              losses: dict[str, torch.Tensor], grad_clip: float) -> float:
+    """One optimiser step on the summed ``losses`` (returned), gradients clipped as SAM 2 does."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = sum(losses.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+class _LogBook:
+    """The run's log, checkpoints and ``history.json``, from the weights that ship."""
+
+    def __init__(self, cfg: TrainConfig, averaged: torch.nn.Module):
+        self.cfg = cfg
+        self.averaged = averaged
+        self.out = Path(cfg.out)
+        self.eval_seeds = list(range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_videos))
+        self.t0 = time.monotonic()
+        self.best: dict = {"jf": -1.0, "step": 0}
+        self.history: list[dict] = []
+        self.recent: list[float] = []
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.t0
+
+    def step_done(self, step: int, loss: float, losses: dict[str, torch.Tensor],
+                  lr: float) -> None:
+        self.recent.append(loss)
         if step % 50 == 0:
             log.info("step %d loss %.3f (last 50) %s lr %.2e %.2f steps/s", step,
-                     np.mean(recent[-50:]),
+                     np.mean(self.recent[-50:]),
                      " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items()), lr,
-                     step / (time.monotonic() - t0))
-        if step % cfg.eval_every == 0:
-            checkpoint()
-    if not history or history[-1]["step"] != step:
-        checkpoint()
-    summary = json.loads((out / "history.json").read_text())
-    summary["minutes"] = round((time.monotonic() - t0) / 60, 2)
-    (out / "history.json").write_text(json.dumps(summary, indent=2))
-    return summary
+                     step / self.seconds())
+
+    def checkpoint(self, step: int) -> None:
+        """Score the weights on the held-out videos, save them, keep the best."""
+        cfg, out = self.cfg, self.out
+        scores = heldout_jf(self.averaged, self.eval_seeds)
+        minutes = self.seconds() / 60
+        self.history.append({"step": step, "minutes": round(minutes, 2),
+                             "loss": float(np.mean(self.recent)) if self.recent else None,
+                             **scores})
+        self.recent.clear()
+        log.info("step %d held-out J&F %s (%.1f min)", step,
+                 " ".join(f"{k} {v:.3f}" for k, v in scores.items()), minutes)
+        path = out / f"step-{step:06d}.pt"
+        torch.save({"model": self.averaged.state_dict()}, path)
+        if scores["mean"] > self.best["jf"]:
+            self.best.update(jf=scores["mean"], step=step, scores=scores)
+            shutil.copyfile(path, out / "best.pt")
+        (out / "history.json").write_text(json.dumps(
+            {"config": asdict(cfg), "best": self.best, "history": self.history, "steps": step,
+             "train_seeds": [video_seed(cfg, 0), video_seed(cfg, step * cfg.batch)],
+             "eval_seeds": self.eval_seeds}, indent=2))
+
+    def close(self, step: int) -> dict:
+        """The last checkpoint, if the run stopped between two; the summary."""
+        if not self.history or self.history[-1]["step"] != step:
+            self.checkpoint(step)
+        summary = json.loads((self.out / "history.json").read_text())
+        summary["minutes"] = round(self.seconds() / 60, 2)
+        (self.out / "history.json").write_text(json.dumps(summary, indent=2))
+        return summary
 
 
 @torch.no_grad()
