@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sam_batch.cli import main
 from sam_batch.plan.chunks import plan_video
 from sam_batch.synthetic import write_sample
@@ -40,7 +42,11 @@ def test_the_driver_and_plan_never_import_torch(tmp_path):
 
 
 def test_plan_shows_the_object_groups_objects_per_worker_splits_a_video_into(tmp_path, capsys):
-    _, manifest = write_sample(tmp_path, num_frames=16, width=64, height=48, num_objects=3)
+    video, _ = write_sample(tmp_path, num_frames=16, width=64, height=48)
+    manifest = tmp_path / "three.jsonl"
+    boxes = [{"obj_id": o, "frame": 0, "box": [4 * o, 4, 4 * o + 10, 20]} for o in (1, 2, 3)]
+    manifest.write_text(json.dumps({"video": str(video), "video_id": "sample",
+                                    "prompts": boxes}) + "\n")
     code = main(["plan", "--manifest", str(manifest), "--random-weights", "--chunk-frames", "8",
                  "--objects-per-worker", "2"])
     out = capsys.readouterr().out
