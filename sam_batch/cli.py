@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from sam_batch.driver.inputs import plan_for, video_entries
     from sam_batch.media.video import probe
+    from sam_batch.plan.object_groups import group_prompts
     from sam_batch.plan.prompts import validate_prompts
 
     config = config_from_args(args)
@@ -107,31 +108,39 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     def one(entry):  # probe is I/O bound: a few at a time
         if entry.error:
-            return entry, None, entry.error
+            return entry, None, [], entry.error
         try:
             info = probe(entry.video, config.inputs_storage())
-            validate_prompts(entry.prompts, info.num_frames, info.width, info.height)
-            return entry, info, None
+            prompts = validate_prompts(entry.prompts, info.num_frames, info.width, info.height)
+            return entry, info, prompts, None
         except SamBatchError as e:
-            return entry, None, str(e)
+            return entry, None, [], str(e)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, entries))
     total_frames = total_chunks = 0
     print(f"{'video_id':<24} {'frames':>7} {'fps':>6} {'size':>10} {'prompts':>7} "
-          f"{'segments':>8} {'chunks':>6}")
-    for entry, info, error in results:
+          f"{'segments':>8} {'chunks':>6} {'groups':>6}")
+    for entry, info, prompts, error in results:
         if error:
             print(f"{entry.video_id:<24} FAILED: {redactor.scrub(error)}")
             continue
         plan = plan_for(config, entry.video_id, info.num_frames, config.workers or 1,
                         len(entries))
+        # As the run splits them: object groups only in a video of one segment.
+        groups = group_prompts(prompts, config.objects_per_worker or len(prompts) or 1)
+        if len(plan.segments) > 1 or len(groups) < 2:
+            groups = []
+        chunks = len(plan.chunks) * max(1, len(groups))  # each group runs every chunk
         total_frames += info.num_frames
-        total_chunks += len(plan.chunks)
+        total_chunks += chunks
         print(f"{entry.video_id:<24} {info.num_frames:>7} {info.fps:>6.2f} "
               f"{f'{info.width}x{info.height}':>10} {len(entry.prompts):>7} "
-              f"{len(plan.segments):>8} {len(plan.chunks):>6}")
-    failed = sum(1 for _, _, e in results if e)
+              f"{len(plan.segments):>8} {chunks:>6} {max(1, len(groups)):>6}")
+        if groups:
+            print("    object groups: " + " | ".join(
+                ",".join(str(o) for o in sorted({p.obj_id for p in g})) for g in groups))
+    failed = sum(1 for _, _, _, e in results if e)
     print(f"{len(results)} video(s), {failed} unusable; {total_frames} frames in {total_chunks} "
           f"chunks of up to {config.chunk_frames} frames")
     return 0 if not failed else 1

@@ -31,8 +31,9 @@ FIX = [{"obj_id": 2, "frame": T, "points": [[20, 30]], "labels": [1]},
        {"obj_id": 5, "frame": T, "box": [30, 10, 60, 40]}]
 
 
-def official(frames: np.ndarray, prompts: list[Prompt], fix: list[Prompt], folder: Path):
-    """Pass 1 (propagate), then the fix on T and pass 2 from T: masks by frame and object."""
+def official(frames: np.ndarray, prompts: list[Prompt], fix: list[Prompt], folder: Path,
+             t: int = T):
+    """Pass 1 (propagate), then the fix on t and pass 2 from t: masks by frame and object."""
     from PIL import Image
 
     torch.manual_seed(0)
@@ -64,7 +65,7 @@ def official(frames: np.ndarray, prompts: list[Prompt], fix: list[Prompt], folde
             for p in fix:
                 add(state, p)
             second = {f: {o: (m[k, 0] > 0).numpy() for k, o in enumerate(ids)}
-                      for f, ids, m in predictor.propagate_in_video(state, start_frame_idx=T)}
+                      for f, ids, m in predictor.propagate_in_video(state, start_frame_idx=t)}
     finally:
         torch.set_num_threads(threads)
     return first, second

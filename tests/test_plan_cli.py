@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sam_batch.cli import main
 from sam_batch.plan.chunks import plan_video
 from sam_batch.synthetic import write_sample
@@ -37,3 +39,26 @@ def test_the_driver_and_plan_never_import_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr
+
+
+def test_plan_shows_the_object_groups_objects_per_worker_splits_a_video_into(tmp_path, capsys):
+    video, _ = write_sample(tmp_path, num_frames=16, width=64, height=48)
+    manifest = tmp_path / "three.jsonl"
+    boxes = [{"obj_id": o, "frame": 0, "box": [4 * o, 4, 4 * o + 10, 20]} for o in (1, 2, 3)]
+    manifest.write_text(json.dumps({"video": str(video), "video_id": "sample",
+                                    "prompts": boxes}) + "\n")
+    code = main(["plan", "--manifest", str(manifest), "--random-weights", "--chunk-frames", "8",
+                 "--objects-per-worker", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("sample "))
+    row = lines[at].split()
+    assert row[5:8] == ["1", "4", "2"]  # 2 chunks, run once per group
+    assert lines[at + 1].split(":", 1)[1].split() == ["1,2", "|", "3"]
+    assert "8 chunks" not in out and "in 4 chunks" in out
+
+    main(["plan", "--manifest", str(manifest), "--random-weights", "--chunk-frames", "8"])
+    row = next(line.split() for line in capsys.readouterr().out.splitlines()
+               if line.startswith("sample "))
+    assert row[5:8] == ["1", "2", "1"]

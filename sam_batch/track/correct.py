@@ -10,8 +10,10 @@ the decoder, instead of segmenting the frame from scratch). So:
 1. start from a kept state at or before ``t`` and replay to ``t`` (nothing written);
 2. track frame ``t`` in one session, keeping its outputs (what SAM 2 kept);
 3. add the correction there, as a conditioning frame;
-4. go on from ``t`` chunk by chunk, writing parts and states to a staging area
-   that ``dataset.corrections`` commits.
+4. go on from ``t`` chunk by chunk to the segment's end, writing parts and states
+   to a staging area that ``dataset.corrections`` commits;
+5. objects new to the video go on alone to its end (a segmented video's later
+   segments never tracked them); ``done.json`` last says the staging is complete.
 
 In step 3 the predictor is switched to ``add_all_frames_to_correct_as_cond``:
 with the released configs' default (off) a click on an already tracked frame is
@@ -23,12 +25,18 @@ conditioning frame"); the exactness test builds the official predictor the same 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 
-from sam_batch.dataset.corrections import staged_part, staged_state
+from sam_batch.dataset.corrections import (
+    staged_done,
+    staged_part,
+    staged_state,
+    staged_tail_part,
+)
 from sam_batch.dataset.writer import ChunkMasks, table_bytes
 from sam_batch.errors import PromptError
 from sam_batch.media.storage import Location
@@ -75,7 +83,10 @@ def apply_correction(tracker: ChunkTracker, state: MemoryState, frames: FrameSou
 
 def correct_video(model: ModelSpec, threads: int, output_url: str, storage_options: dict,
                   input_storage_options: dict, request: CorrectionRequest) -> dict:
-    """Replay, correct and re-track one video into the staging area; returns counts."""
+    """Replay, correct and re-track one video into the staging area; returns counts.
+
+    ``done.json`` is written last: its presence says the staging area is complete.
+    """
     torch.set_num_threads(max(1, threads))
     loaded = load_model(model)
     tracker = ChunkTracker(loaded)
@@ -92,13 +103,29 @@ def correct_video(model: ModelSpec, threads: int, output_url: str, storage_optio
             pass
         state = run.state
     state = apply_correction(tracker, state, frames, r.prompts)
-    out.write(staged_state(r.video_id, None, r.frame), state.to_bytes())
+    retracked = sorted(state.obj_ids)
+    out.write(staged_state(r.video_id, None, r.frame, r.segment), state.to_bytes())
     for spec in r.chunks:
-        rows = ChunkMasks(r.video_id, spec.chunk_idx)
-        run = tracker.track(state, frames, spec.end)
-        for o in run:
-            rows.add(o.frame_idx, r.info.time_s(o.frame_idx), o.obj_ids, o.masks, o.scores)
-        state = run.state
-        out.write(staged_state(r.video_id, spec.chunk_idx), state.to_bytes())
-        out.write(staged_part(r.video_id, spec.chunk_idx), table_bytes(rows.to_table()))
-    return {"video_id": r.video_id, "objects": len(state.objects)}
+        state = _track_into(tracker, out, state, frames, r, spec.chunk_idx, spec.end,
+                            staged_part(r.video_id, spec.chunk_idx))
+        out.write(staged_state(r.video_id, spec.chunk_idx, segment=r.segment), state.to_bytes())
+    tail = sorted(set(r.tail_ids) & set(state.obj_ids)) if r.tail else []
+    if tail:  # objects new to the video, on alone past the segment (objects are independent)
+        state = state.without(set(state.obj_ids) - set(tail))
+        for start, end in r.tail:
+            state = _track_into(tracker, out, state, frames, r, r.chunks[-1].chunk_idx, end,
+                                staged_tail_part(r.video_id, start))
+    out.write(staged_done(r.video_id), json.dumps({"retracked": retracked,
+                                                   "tail": tail}).encode())
+    return {"video_id": r.video_id, "objects": len(retracked)}
+
+
+def _track_into(tracker: ChunkTracker, out: Location, state: MemoryState, frames: FrameSource,
+                r: CorrectionRequest, chunk_idx: int, end: int, path: str) -> MemoryState:
+    """Track to ``end`` and stage the rows at ``path`` (the commit assigns their chunk)."""
+    rows = ChunkMasks(r.video_id, chunk_idx)
+    run = tracker.track(state, frames, end)
+    for o in run:
+        rows.add(o.frame_idx, r.info.time_s(o.frame_idx), o.obj_ids, o.masks, o.scores)
+    out.write(path, table_bytes(rows.to_table()))
+    return run.state
