@@ -15,6 +15,8 @@ does); the actors are Ray's processes and not counted.
 
     python bench/soak.py --videos 150 --frames 30 --chunk 16 --model sam-batch-tiny
     python bench/soak.py --videos 300 --frames 8 --random-weights --json soak.json
+    python bench/soak.py --videos 100 --diagnose    # where the driver's memory goes
+    python bench/soak.py --videos 60 --trace 12     # Python's top growth (slow)
 """
 
 from __future__ import annotations
