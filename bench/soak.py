@@ -15,25 +15,90 @@ does); the actors are Ray's processes and not counted.
 
     python bench/soak.py --videos 150 --frames 30 --chunk 16 --model sam-batch-tiny
     python bench/soak.py --videos 300 --frames 8 --random-weights --json soak.json
+    python bench/soak.py --videos 100 --diagnose    # where the driver's memory goes
+    python bench/soak.py --videos 60 --trace 12     # Python's top growth (slow)
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import sys
 import tempfile
 import time
+import tracemalloc
+from array import array
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def rss_kb() -> int:
+def rss_kb(field: str = "VmRSS") -> int:
+    """A field of /proc/self/status in KB: VmRSS, or its parts RssAnon (the heaps),
+    RssFile (mapped files) and RssShmem (shared memory: Ray's object store)."""
     with open("/proc/self/status") as f:
-        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+        return next(int(x.split()[1]) for x in f if x.startswith(field + ":"))
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_in_use_kb() -> int:
+    """glibc's heap in use (``mallinfo2``, every arena plus mmapped blocks), in KB: what
+    the C side of the driver (Ray's core worker, Arrow) holds, as opposed to the pages
+    RSS counts, which include freed blocks an arena keeps."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) // 1024
+
+
+def driver_refs() -> int:
+    """Object references the driver's core worker counts (owned or borrowed)."""
+    from ray._private.worker import global_worker
+
+    return len(global_worker.core_worker.get_all_reference_counts())
+
+
+def mappings() -> dict[str, int]:
+    """Resident KB per mapping of this process (/proc/self/smaps), by start address."""
+    out: dict[str, int] = {}
+    key = ""
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):
+                parts = line.split()
+                key = f"{parts[0].split('-')[0]} {parts[5] if len(parts) > 5 else '[anon]'}"
+            elif first == "Rss:":
+                out[key] = int(line.split()[1])
+    return out
+
+
+def print_mapping_growth(before: dict[str, int], after: dict[str, int], top: int = 8) -> None:
+    grown = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in {*before, *after}),
+                   reverse=True)
+    print("resident growth by mapping: " + ", ".join(
+        f"{k} {kb:+d} KB" for kb, k in grown[:top] if kb))
+
+
+def print_growth(snapshots: list, top: int = 12) -> None:
+    """The tracebacks whose traced memory grew most between the two snapshots."""
+    (d0, s0), (d1, s1) = snapshots
+    stats = s1.compare_to(s0, "traceback")
+    total = sum(st.size_diff for st in stats)
+    print(f"tracemalloc, videos {d0} -> {d1}: {total / 1024:+.0f} KB traced "
+          f"({total / 1024 / max(d1 - d0, 1):+.2f} KB per video); top growth:")
+    for st in stats[:top]:
+        print(f"  {st.size_diff / 1024:+9.1f} KB {st.count_diff:+7d} blocks")
+        for line in st.traceback.format()[-8:]:
+            print("      " + line)
 
 
 def slope(points: list[tuple[int, int]]) -> float:
@@ -63,10 +128,18 @@ def main() -> None:
                     help="videos done before the slope is measured (default: a fifth)")
     ap.add_argument("--out", default=None, help="dataset folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also the slopes of glibc's heap in use, Python's traced memory and "
+                         "the object references the driver holds")
+    ap.add_argument("--trace", type=int, default=0, metavar="FRAMES",
+                    help="tracemalloc with this many frames: print the top growth between "
+                         "the end of warm-up and nine tenths of the job (slow)")
     args = ap.parse_args()
     if not args.model and not args.random_weights:
         args.random_weights = True
     warmup = args.videos // 5 if args.warmup is None else args.warmup
+    if args.trace:
+        tracemalloc.start(args.trace)
 
     from sam_batch.config import JobConfig
     from sam_batch.driver.job import run
@@ -74,16 +147,36 @@ def main() -> None:
     from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
     class Sampler(Progress):
-        """Records (videos done, RSS) at every scheduler step; prints nothing."""
+        """Records (videos done, RSS) at every scheduler step; prints nothing.
+
+        With ``--diagnose``, also glibc's heap in use, Python's traced memory and the
+        number of object references the driver holds; with ``--trace``, a tracemalloc
+        snapshot once warm-up is over and another at nine tenths of the job."""
 
         def __init__(self) -> None:
             super().__init__("off")
-            self.samples: list[tuple[float, int, int]] = []
+            # Flat arrays (24 bytes a step): the bench's own records stay out of the slope.
+            self.times, self.dones, self.rss = array("d"), array("q"), array("q")
+            self.extra: list[tuple[int, ...]] = []
+            self.snapshots: list = []
+            self.maps: list[dict[str, int]] = []
             self.done = 0
 
         def __call__(self, scheduler) -> None:
             self.done = sum(v.status in ("done", "failed") for v in scheduler.videos)
-            self.samples.append((time.monotonic(), self.done, rss_kb()))
+            self.times.append(time.monotonic())
+            self.dones.append(self.done)
+            self.rss.append(rss_kb())
+            if args.diagnose:
+                self.extra.append((self.done, malloc_in_use_kb(),
+                                   tracemalloc.get_traced_memory()[0] // 1024, driver_refs(),
+                                   rss_kb("RssAnon"), rss_kb("RssFile"), rss_kb("RssShmem"),
+                                   rss_kb("Threads")))
+            marks = (warmup, args.videos * 9 // 10)
+            if args.diagnose and len(self.maps) < 2 and self.done >= marks[len(self.maps)]:
+                self.maps.append(mappings())
+            if args.trace and len(self.snapshots) < 2 and self.done >= marks[len(self.snapshots)]:
+                self.snapshots.append((self.done, tracemalloc.take_snapshot()))
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         folder = Path(tmp)
@@ -108,7 +201,7 @@ def main() -> None:
         summary = run(config, progress=sampler)
         wall = time.monotonic() - t0
 
-    samples = sampler.samples
+    samples = list(zip(sampler.times, sampler.dones, sampler.rss, strict=True))
     after = [(d, kb) for _, d, kb in samples if d >= warmup]
     first_done = next((t for t, d, _ in samples if d >= warmup), t0)
     last_t = samples[-1][0] if samples else t0
@@ -130,7 +223,26 @@ def main() -> None:
     print(f"driver RSS: {result['rss_first_video_mb']:.0f} MB after start-up (first video "
           f"done), {result['rss_end_mb']:.0f} MB at the end; slope after {warmup} videos: "
           f"{result['slope_kb_per_video']:+.2f} KB per video")
-    print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall")
+    print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall; "
+          f"{len(samples)} scheduler steps")
+    if sampler.extra:
+        after_x = [row for row in sampler.extra if row[0] >= warmup]
+        for i, name, unit, key in (
+                (1, "glibc heap in use", "KB", "slope_heap_kb_per_video"),
+                (2, "Python traced", "KB", "slope_traced_kb_per_video"),
+                (3, "driver's object refs", "refs", "slope_refs_per_video"),
+                (4, "RSS anonymous", "KB", "slope_anon_kb_per_video"),
+                (5, "RSS files", "KB", "slope_file_kb_per_video"),
+                (6, "RSS shared memory", "KB", "slope_shmem_kb_per_video"),
+                (7, "threads", "", "slope_threads_per_video")):
+            pts = [(row[0], row[i]) for row in after_x]
+            result[key] = slope(pts)
+            print(f"{name}: {pts[0][1] if pts else '?'} -> {pts[-1][1] if pts else '?'} {unit}; "
+                  f"slope {slope(pts):+.2f} {unit} per video")
+    if len(sampler.maps) == 2:
+        print_mapping_growth(*sampler.maps)
+    if len(sampler.snapshots) == 2:
+        print_growth(sampler.snapshots)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -33,8 +33,9 @@ from sam_batch.dataset.compact import mask_files
 from sam_batch.dataset.layout import init_state_path
 from sam_batch.dataset.reader import Dataset
 from sam_batch.driver.job import run
+from sam_batch.media.decode import read_frames
 from sam_batch.media.storage import Location
-from sam_batch.media.video import VideoInfo, read_frames
+from sam_batch.media.video import VideoInfo
 from sam_batch.plan.prompts import Prompt
 from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 

@@ -63,7 +63,7 @@ from sam_batch.dataset.schema import ORIGIN_PROMPT
 from sam_batch.dataset.writer import write_job_file, write_tracks, write_video_row
 from sam_batch.errors import ConfigError, PromptError, SamBatchError
 from sam_batch.finish.finalize import object_stats
-from sam_batch.finish.stitch import Segment, frame_owner, owned_ranges
+from sam_batch.finish.segments import Segment, frame_owner, owned_ranges
 from sam_batch.media.storage import Location
 from sam_batch.media.video import VideoInfo
 from sam_batch.plan.chunks import SegmentPlan, VideoPlan, plan_video

@@ -11,6 +11,8 @@ from typing import Any
 import ray
 from ray._private import ray_constants
 
+from sam_batch.runtime.heap import HeapTrimmer, cap_arenas
+
 log = logging.getLogger("sam_batch")
 
 #: Ray's switch between a local-only instance and a node of a cluster. Off, every
@@ -31,19 +33,25 @@ def ray_session(address: str | None, num_cpus: int | None = None,
     a cloud VM running a local job exposes nothing, and on hosts that block
     traffic to their own address it is the only address that works. A Ray
     already initialised by the caller is used as it is and left running.
+
+    The driver's heap is held to one arena and trimmed while the session lasts
+    (``runtime/heap.py``): a job of thousands of videos must not grow the driver.
     """
     if ray.is_initialized():
         yield
         return
+    cap_arenas()  # before ray.init starts the core worker's threads
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
         init_local(num_cpus=num_cpus, num_gpus=num_gpus, logging_level=logging.WARNING,
                    log_to_driver=True)
+    trimmer = HeapTrimmer()
     try:
         yield
     finally:
+        trimmer.stop()
         ray.shutdown()
 
 
