@@ -10,10 +10,10 @@ into:
 - JSON (``_job.json``, ``_run.json``, ``_probe/*.json``, manifests): equal once
   those fields are blanked and the output folder is named ``<root>`` in every
   string; key order counts, whitespace does not;
-- Parquet (``videos/*.parquet`` holds the times): the same schema and rows once
-  those columns are blanked and paths renamed, and only when something was
-  blanked or renamed: a mask part whose bytes differ differs, even if it
-  decodes to the same rows;
+- Parquet (``videos/*.parquet`` holds the times): written alike (row groups,
+  compression, encodings), the same schema and rows once those columns are
+  blanked and paths renamed, and only when something was blanked or renamed:
+  a mask part whose bytes differ differs, even if it decodes to the same rows;
 - everything else (memory states, videos, PNGs): bytes.
 
 >>> import tempfile, pathlib
@@ -65,11 +65,32 @@ class Comparison:
     def differing(self) -> list[FileResult]:
         return [f for f in self.files if f.status != "same"]
 
-    def table(self) -> str:
-        width = max([len(f.path) for f in self.files] + [4])
+    def table(self, collapse: int = 4) -> str:
+        """One row a file; a folder's ``collapse`` or more plainly equal files (frames
+        as PNGs) as one row."""
+        rows = _collapsed(self.files, collapse) if collapse else self.files
+        width = max([len(f.path) for f in rows] + [4])
         lines = [f"{'file':<{width}}  {'status':<8} why"]
-        lines += [f"{f.path:<{width}}  {f.status:<8} {f.why}".rstrip() for f in self.files]
+        lines += [f"{f.path:<{width}}  {f.status:<8} {f.why}".rstrip() for f in rows]
         return "\n".join(lines)
+
+
+def _collapsed(files: list[FileResult], least: int) -> list[FileResult]:
+    plain: dict[str, int] = {}
+    for f in files:
+        if f.status == "same" and not f.why:
+            folder = f.path.rpartition("/")[0]
+            plain[folder] = plain.get(folder, 0) + 1
+    out, shown = [], set()
+    for f in files:
+        folder = f.path.rpartition("/")[0]
+        if f.status == "same" and not f.why and plain[folder] >= least:
+            if folder not in shown:
+                shown.add(folder)
+                out.append(FileResult(f"{folder}/ ({plain[folder]} files)", "same"))
+        else:
+            out.append(f)
+    return out
 
 
 def compare_outputs(before: str | os.PathLike, after: str | os.PathLike,
@@ -198,6 +219,9 @@ def _compare_parquet(rel: str, a: Path, b: Path, roots: tuple[str, str]) -> File
                                           f"unreadable: {str(e).splitlines()[0][:60]}")
     if ta.schema != tb.schema or ta.schema.metadata != tb.schema.metadata:
         return FileResult(rel, "differs", "schemas differ")
+    if _layout(a) != _layout(b):
+        return FileResult(rel, "differs", "written otherwise (row groups, compression, "
+                                          "encodings or writer)")
     if ta.num_rows != tb.num_rows:
         return FileResult(rel, "differs", f"{ta.num_rows} vs {tb.num_rows} rows")
     moved, paths = [], False
@@ -215,6 +239,17 @@ def _compare_parquet(rel: str, a: Path, b: Path, roots: tuple[str, str]) -> File
         return FileResult(rel, "differs", "same rows, " + _bytes_why(a.read_bytes(),
                                                                     b.read_bytes()))
     return FileResult(rel, "same", "ignored: " + ", ".join(moved + ["output path"] * paths))
+
+
+def _layout(path: Path) -> tuple:
+    """How a Parquet file is written, apart from its values: a change there changes the
+    bytes too, and would hide behind a blanked column otherwise."""
+    meta = pq.ParquetFile(path).metadata
+    groups = tuple(
+        (rg.num_rows, tuple((c.path_in_schema, c.compression, c.encodings)
+                            for c in map(rg.column, range(rg.num_columns))))
+        for rg in map(meta.row_group, range(meta.num_row_groups)))
+    return meta.created_by, meta.format_version, groups
 
 
 def _renamed(column: pa.ChunkedArray, root: str) -> list:

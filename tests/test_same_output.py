@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from datasetkit import clip_video
 
@@ -90,6 +91,15 @@ def test_a_changed_field_a_changed_row_and_a_missing_file_are_named(pair):
     assert why == {"_job.json": "counts.videos: 1 vs 2",
                    "videos/clip.parquet": "column video differs",
                    "tracks/clip.parquet": "only in before"}
+
+
+def test_blanked_times_do_not_hide_a_file_written_otherwise(pair):
+    """``videos/`` rows differ in their times anyway; another compression must still show."""
+    before, after = pair
+    path = after / "videos" / "clip.parquet"
+    pq.write_table(pq.read_table(path), path, compression="snappy")
+    [diff] = compare_outputs(before, after).differing
+    assert (diff.path, diff.why.split(" (")[0]) == ("videos/clip.parquet", "written otherwise")
 
 
 def test_docstring_example_runs():
