@@ -45,7 +45,7 @@ from sam_batch.plan.prompts import Prompt, validate_prompts
 from sam_batch.track.frames import FrameSource, VideoFrames
 from sam_batch.track.model import ModelSpec, inference, load_model
 from sam_batch.track.state import MemoryState
-from sam_batch.track.tracker import ChunkTracker, _RandomAccessImages
+from sam_batch.track.tracker import ChunkTracker, RandomAccessImages
 
 
 def apply_correction(tracker: ChunkTracker, state: MemoryState, frames: FrameSource,
@@ -61,24 +61,24 @@ def apply_correction(tracker: ChunkTracker, state: MemoryState, frames: FrameSou
             if p.obj_id == o.obj_id and t in o.cond:
                 raise PromptError(f"object {p.obj_id} already has a prompt on frame {t}")
     predictor = tracker.predictor
-    session = tracker._session(state, _RandomAccessImages(frames, tracker))
+    session = tracker.bridge.open(state, RandomAccessImages(frames, tracker))
     tracked = state.objects and state.start_frame is not None and state.start_frame <= t
     with inference(tracker.model):
         if tracked:  # frame t as the earlier pass tracked it, outputs kept
             for _ in predictor.propagate_in_video(session, start_frame_idx=t,
                                                   max_frame_num_to_track=0):
                 pass
-            tracker._upcast_new_memories(session, t)
+            tracker.bridge.upcast_new_memories(session, t)
         before = predictor.add_all_frames_to_correct_as_cond
         predictor.add_all_frames_to_correct_as_cond = True
         try:
             for p in prompts:
-                tracker._add_prompt(session, p)
+                tracker.add_prompt(session, p)
             predictor.propagate_in_video_preflight(session)
         finally:
             predictor.add_all_frames_to_correct_as_cond = before
     start = t if state.start_frame is None else min(state.start_frame, t)
-    return tracker._snapshot(session, replace(state, start_frame=start), next_frame=t)
+    return tracker.bridge.snapshot(session, replace(state, start_frame=start), next_frame=t)
 
 
 def correct_video(model: ModelSpec, threads: int, output_url: str, storage_options: dict,

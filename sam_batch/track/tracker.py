@@ -112,17 +112,17 @@ class ChunkTracker:
                     raise PromptError(
                         f"object {p.obj_id} already has a prompt on frame {p.frame}"
                     )
-        session = self.bridge.open(state, _RandomAccessImages(frames, self), encoded)
+        session = self.bridge.open(state, RandomAccessImages(frames, self), encoded)
         with inference(self.model):
             for p in prompts:
-                self._add_prompt(session, p)
+                self.add_prompt(session, p)
             self.predictor.propagate_in_video_preflight(session)
         start_frame = min(p.frame for p in prompts)
         if state.start_frame is not None:
             start_frame = min(start_frame, state.start_frame)
         return self.bridge.snapshot(session, replace(state, start_frame=start_frame))
 
-    def _add_prompt(self, session: dict, p: Prompt) -> None:
+    def add_prompt(self, session: dict, p: Prompt) -> None:
         if p.mask_rle is not None:
             self.predictor.add_new_mask(session, p.frame, p.obj_id, torch.from_numpy(p.mask()))
             return
@@ -174,20 +174,8 @@ class ChunkTracker:
             backbone_out["vision_pos_enc"] = self._pos_enc
         return EncodedFrame(frame_idx, image, backbone_out)
 
-    # -- for track/correct.py, which replays prompts in a session of its own ------
 
-    def _session(self, state: MemoryState, images: object) -> dict:
-        return self.bridge.open(state, images)
-
-    def _upcast_new_memories(self, session: dict, frame_idx: int | None = None) -> None:
-        self.bridge.upcast_new_memories(session, frame_idx)
-
-    def _snapshot(self, session: dict, base: MemoryState, next_frame: int | None = None,
-                  chunks_done: int | None = None) -> MemoryState:
-        return self.bridge.snapshot(session, base, next_frame, chunks_done)
-
-
-class _RandomAccessImages:
+class RandomAccessImages:
     """``inference_state["images"]`` for prompted frames, decoded on demand."""
 
     def __init__(self, frames: FrameSource, tracker: ChunkTracker):
