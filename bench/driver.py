@@ -17,6 +17,10 @@ most one driver core could ever schedule.
 
     python bench/driver.py --quick              # 16 slots, < 2 minutes
     python bench/driver.py           # 16, 64, 256 slots at 0.7 s a chunk, then saturation
+
+The last two cases run long videos (``--long-chunks``) with short chunks, one chunk
+per actor call and then ``--chunks-per-call`` (``sam-batch run --chunks-per-call``):
+the ratio of driver CPU per chunk is how far past one driver's limit that goes.
 """
 
 from __future__ import annotations
@@ -69,13 +73,16 @@ class StandInWorker:
     def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
         return self.state
 
-    def run_chunk(self, spec: ChunkSpec, task_box: list, state_box: list
-                  ) -> tuple[ChunkResult, bytes]:
-        t0 = time.perf_counter()
+    def run_chunks(self, specs: tuple[ChunkSpec, ...], task_box: list, state_box: list
+                   ) -> tuple[list[ChunkResult], bytes]:
         task = ray.get(task_box[0])
         ref = state_box[0]
         if not isinstance(ref, bytes):
             ray.get(ref)
+        return [self._chunk(spec, task) for spec in specs], self.state
+
+    def _chunk(self, spec: ChunkSpec, task: object) -> ChunkResult:
+        t0 = time.perf_counter()
         time.sleep(self.latency_s)  # the GPU's time
         h, w = task.info.height, task.info.width
         empty = self._empty.setdefault((h, w), rle.encode(np.zeros((h, w), bool)))
@@ -86,10 +93,9 @@ class StandInWorker:
                              np.ones(len(obj_ids), np.float32))
         self.output.write(state_path(spec.video_id, spec.segment, spec.chunk_idx), self.state)
         part = write_mask_part(self.output, rows, spec.segment, staged=task.staged)
-        result = ChunkResult(spec=spec, part=part, rows=rows.num_rows,
-                             frames_tracked=spec.num_frames, stats=rows.stats, encoded_ahead=0,
-                             seconds=time.perf_counter() - t0)
-        return result, self.state
+        return ChunkResult(spec=spec, part=part, rows=rows.num_rows,
+                           frames_tracked=spec.num_frames, stats=rows.stats, encoded_ahead=0,
+                           seconds=time.perf_counter() - t0)
 
 
 class StandInSlots:
@@ -112,7 +118,7 @@ class StandInSlots:
 
 
 def one_case(tmp: Path, slots: int, latency_s: float, videos: int, chunks: int,
-             objects: int, processes: int) -> dict:
+             objects: int, processes: int, per_call: int = 1) -> dict:
     clip_dir = tmp / "clip"
     if not clip_dir.exists():
         clip_dir.mkdir()
@@ -123,7 +129,7 @@ def one_case(tmp: Path, slots: int, latency_s: float, videos: int, chunks: int,
     many = tmp / f"many-{slots}.jsonl"
     many.write_text("".join(json.dumps({**base, "video_id": f"v{i:05d}"}) + "\n"
                             for i in range(videos)))
-    out = tmp / f"out-{slots}-{latency_s}"
+    out = tmp / f"out-{slots}-{latency_s}-{per_call}"
     stand_in = StandInSlots(processes, -(-slots // processes), latency_s,
                             int(STATE_MIB_PER_OBJECT * objects * 2**20))
     original = pool_module.actor_class
@@ -131,7 +137,8 @@ def one_case(tmp: Path, slots: int, latency_s: float, videos: int, chunks: int,
     try:
         config = JobConfig(manifest=str(many), output=str(out), random_weights=True,
                            image_size=1024, device="cpu", workers=slots, cpus_per_worker=0.01,
-                           chunk_frames=64, progress="off", keep_states="last")
+                           chunk_frames=64, progress="off", keep_states="last",
+                           chunks_per_call=per_call)
         cpu0, t0 = time.process_time(), time.perf_counter()
         summary = run(config)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -143,7 +150,8 @@ def one_case(tmp: Path, slots: int, latency_s: float, videos: int, chunks: int,
     assert summary.ok and summary.chunks == videos * chunks, summary.text()
     ideal = slots / latency_s
     achieved = summary.chunks / seconds
-    return {"slots": slots, "latency_s": latency_s, "chunks": summary.chunks,
+    return {"slots": slots, "latency_s": latency_s, "chunks_per_call": per_call,
+            "chunks": summary.chunks,
             "seconds": seconds, "chunks_per_s": achieved, "ideal_chunks_per_s": ideal,
             "fraction_of_ideal": achieved / ideal, "driver_cpu_ms_per_chunk": cpu / summary.chunks
             * 1000}
@@ -161,34 +169,50 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=1)
     ap.add_argument("--processes", type=int, default=4, help="stand-in actor processes")
     ap.add_argument("--chunks-per-slot", type=int, default=8)
+    ap.add_argument("--chunks-per-call", type=int, default=8,
+                    help="the last two cases: long videos, 1 chunk per actor call vs this many")
+    ap.add_argument("--long-chunks", type=int, default=32,
+                    help="chunks per video in the chunks-per-call cases")
     args = ap.parse_args()
     if args.quick:
         args.slots, args.saturate_latency_s = [16], 0.0
-    cases = [(s, args.latency_s) for s in args.slots]
+    cases = [(s, args.latency_s, 1, args.chunks) for s in args.slots]
     if args.saturate_latency_s > 0:
-        cases.append((max(args.slots), args.saturate_latency_s))
+        cases.append((max(args.slots), args.saturate_latency_s, 1, args.chunks))
+    # The way past one driver's limit: fewer completions per chunk. Short chunks, so the
+    # driver (not the stand-in) is what limits both.
+    short = args.saturate_latency_s or 0.05
+    cases += [(max(args.slots), short, k, args.long_chunks) for k in (1, args.chunks_per_call)]
     init_local(num_cpus=max(2, os.cpu_count() or 1))
     print(f"stand-in chunks of 64 frames; {args.objects} object(s), state "
           f"{STATE_MIB_PER_OBJECT * args.objects:.1f} MiB; {os.cpu_count()} CPU cores")
-    print(f"{'slots':>6} {'latency':>8} {'chunks':>7} | {'chunks/s':>8} {'ideal':>8} "
-          f"{'fraction':>8} | driver CPU ms/chunk")
+    print(f"{'slots':>6} {'latency':>8} {'per call':>8} {'chunks':>7} | {'chunks/s':>8} "
+          f"{'ideal':>8} {'fraction':>8} | driver CPU ms/chunk")
     results = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for slots, latency in cases:
-                videos = max(1, slots * args.chunks_per_slot // args.chunks)
-                r = one_case(Path(tmp), slots, latency, videos, args.chunks, args.objects,
-                             args.processes)
+            for slots, latency, per_call, chunks in cases:
+                # Enough videos (one chain each) to keep every slot busy in every case.
+                videos = max(2 * slots, slots * args.chunks_per_slot // chunks)
+                r = one_case(Path(tmp), slots, latency, videos, chunks, args.objects,
+                             args.processes, per_call)
                 results.append(r)
-                print(f"{slots:>6} {latency:>7.2f}s {r['chunks']:>7} | {r['chunks_per_s']:8.1f} "
-                      f"{r['ideal_chunks_per_s']:8.1f} {r['fraction_of_ideal']:8.2f} | "
-                      f"{r['driver_cpu_ms_per_chunk']:.2f}", flush=True)
+                print(f"{slots:>6} {latency:>7.2f}s {per_call:>8} {r['chunks']:>7} | "
+                      f"{r['chunks_per_s']:8.1f} {r['ideal_chunks_per_s']:8.1f} "
+                      f"{r['fraction_of_ideal']:8.2f} | {r['driver_cpu_ms_per_chunk']:.2f}",
+                      flush=True)
     finally:
         ray.shutdown()
-    worst = max(r["driver_cpu_ms_per_chunk"] for r in results)
-    print(f"one driver core: at most ~{1000 / worst:.0f} chunks/s at the CPU per chunk measured "
-          f"(1,000 A100s need ~1,400)")
-    print("RESULT " + json.dumps({"cases": results}))
+    one, many = results[-2], results[-1]
+    cpu_ratio = one["driver_cpu_ms_per_chunk"] / many["driver_cpu_ms_per_chunk"]
+    rate_ratio = many["chunks_per_s"] / one["chunks_per_s"]
+    for r in (one, many):
+        print(f"{r['chunks_per_call']} chunk(s) per call: one driver core schedules at most "
+              f"~{1000 / r['driver_cpu_ms_per_chunk']:.0f} chunks/s (1,000 A100s need ~1,400)")
+    print(f"{many['chunks_per_call']} chunks per call vs 1: driver CPU per chunk "
+          f"{cpu_ratio:.1f}x less, chunks/s {rate_ratio:.2f}x")
+    print("RESULT " + json.dumps({"cases": results, "per_call_cpu_ratio": cpu_ratio,
+                                  "per_call_rate_ratio": rate_ratio}))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
                    help="fsspec options for output and inputs, e.g. endpoint and credentials")
     p.add_argument("--input-storage-options", type=json.loads, metavar="JSON")
     p.add_argument("--max-retries", type=int)
+    p.add_argument("--chunks-per-call", type=int, metavar="K",
+                   help="run K consecutive chunks of a chain per actor call: one completion "
+                        "for the driver per K chunks (for thousands of GPUs); same output")
     p.add_argument("--objects-per-worker", type=int, metavar="K",
                    help="split a video's objects into groups of at most K, each tracked on "
                         "its own chain (any actor); the same masks, each frame encoded per group")

@@ -76,6 +76,9 @@ class JobConfig:
     address: str | None = None
     max_active_videos: int | None = None
     max_retries: int = 2
+    #: Consecutive chunks of a chain one actor call runs: one completion for the driver
+    #: per this many chunks (the same output; a retry repeats at most this many).
+    chunks_per_call: int = 1
     #: Split a video's objects into groups of at most this many, each on its own chain.
     objects_per_worker: int | None = None
     # storage: fsspec options for the output and (unless given) the inputs
@@ -128,6 +131,8 @@ class JobConfig:
         self.discovery()
         KeepStates.parse(self.keep_states)
         check_objects_per_worker(self.objects_per_worker, self.segments, self.discover)
+        if self.chunks_per_call < 1:
+            raise ConfigError(f"chunks_per_call must be >= 1, got {self.chunks_per_call}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:

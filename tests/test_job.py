@@ -299,3 +299,25 @@ def test_storage_secrets_and_endpoints_never_reach_the_dataset_or_the_output(s3,
         assert needle not in printed, f"{needle} printed"
         for blob in stored:
             assert needle.encode() not in blob, f"{needle} stored"
+
+
+def test_chunks_per_call_writes_the_same_bytes_as_one_chunk_a_call(ray_local, tmp_path):
+    """``--chunks-per-call`` only changes how often the driver hears from an actor: every
+    mask part, track and kept state is the same file as with one chunk per call."""
+    a, a_prompts = make_video(tmp_path, seed=1, frames=14, objects=2)
+    manifest = write_manifest(tmp_path / "m.jsonl",
+                              [{"video": str(a), "video_id": "a", "prompts": a_prompts}])
+    outputs = []
+    for per_call in (1, 3):  # 4 chunks: calls of 3 and 1
+        out = tmp_path / f"ds{per_call}"
+        summary = run(JobConfig(manifest=str(manifest), output=str(out), random_weights=True,
+                                image_size=256, chunk_frames=4, workers=1, cpus_per_worker=1,
+                                progress="off", keep_states="every:8",
+                                chunks_per_call=per_call))
+        assert summary.ok and summary.chunks == 4 and summary.frames == 14
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*"))
+                        if p.is_file() and p.parts[len(out.parts)] in ("masks", "tracks",
+                                                                       "_states")})
+    one, many = outputs
+    assert sorted(one) == sorted(many) and any(p.suffix == ".state" for p in one)
+    assert all(one[p] == many[p] for p in one), [str(p) for p in one if one[p] != many[p]]

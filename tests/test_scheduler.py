@@ -40,6 +40,7 @@ class Call:
     pos: int = START
     state: Ref | None = None  # a chunk's input state
     lookahead: bool = False
+    count: int = 1  # chunks in the call
 
 
 @dataclass
@@ -63,9 +64,10 @@ class FakeCalls:
         self._pending[call.ref] = (call, None)
         return call.ref
 
-    def run_chunk(self, slot: Slot, spec: Any, task_ref: Ref, state: Ref) -> tuple[Ref, Ref]:
-        call = Call(self._ref(), "chunk", slot.index, slot.generation, spec.chunk_idx, state,
-                    lookahead=state not in self.values)
+    def run_chunks(self, slot: Slot, specs: tuple, task_ref: Ref, state: Ref
+                   ) -> tuple[Ref, Ref]:
+        call = Call(self._ref(), "chunk", slot.index, slot.generation, specs[0].chunk_idx,
+                    state, lookahead=state not in self.values, count=len(specs))
         self.log.append(call)
         state_out = self._ref()
         self._pending[call.ref] = (call, state_out)
@@ -89,8 +91,8 @@ class FakeCalls:
             elif call.kind == "start":
                 self.values[ref] = "init"
             else:
-                self.values[ref] = SimpleNamespace(frames_tracked=CHUNK)
-                self.values[state_out] = f"after {call.pos}"
+                self.values[ref] = [SimpleNamespace(frames_tracked=CHUNK)] * call.count
+                self.values[state_out] = f"after {call.pos + call.count - 1}"
             done.append(ref)
         # A value put in the store (a probe's answer, a finish's) is ready at once.
         return [r for r in refs if r in done or (r in self.values and r not in self._pending)]
@@ -177,7 +179,7 @@ class FakeJob:
 
 
 def run_one(calls: FakeCalls, workers: int = 1, resume_at: int | None = None,
-            max_retries: int = 2, job: FakeJob | None = None) -> VideoRun:
+            max_retries: int = 2, job: FakeJob | None = None, per_call: int = 1) -> VideoRun:
     """Schedule one video of one segment to its end; ``resume_at``: chunks before it
     are committed, and the job read back the state after the one before."""
     segment = plan_video("v", FRAMES, CHUNK).segments[0]
@@ -188,7 +190,7 @@ def run_one(calls: FakeCalls, workers: int = 1, resume_at: int | None = None,
     job.starts = [start]
     video = VideoRun("v")
     scheduler = Scheduler(FakePool(workers), max_active=2, max_retries=max_retries,
-                          scrub=str, calls=calls)
+                          scrub=str, calls=calls, chunks_per_call=per_call)
     scheduler.run([video], job)
     assert job.results == ([1] if video.status == "done" else [])
     assert job.failures == (["v"] if video.status == "failed" else [])
@@ -296,3 +298,28 @@ def test_progress_reads_running_counts_not_the_videos():
     assert [v.status for v in videos] == ["failed", "done", "done"]
     assert lines[-1].startswith("videos 3/3 (1 failed) | chunks 8/9 | ")
     assert scheduler.tally.frames == 8 * CHUNK
+
+
+def test_chunks_per_call_runs_consecutive_chunks_in_one_call_each_from_the_last_state():
+    calls = FakeCalls()
+    video = run_one(calls, workers=2, per_call=2)  # 3 chunks: calls of 2, then 1
+    assert video.status == "done" and video.chunks_done == 3 and video.frames_tracked == FRAMES
+    chunk_calls = [c for c in calls.log if c.kind == "chunk"]
+    assert [(c.pos, c.count) for c in chunk_calls] == [(0, 2), (2, 1)]
+    # The first call looked ahead (fed the start's state); the second goes on from the
+    # state the first call returned: the one after its last chunk.
+    assert chunk_calls[0].lookahead and calls.values[chunk_calls[1].state] == "after 1"
+
+
+def test_a_failed_call_of_several_chunks_is_retried_from_its_first_chunks_input():
+    calls = FakeCalls(fail={("chunk", 2): [RuntimeError("CUDA error")] * 3})
+    video = run_one(calls, per_call=2, max_retries=2)
+    assert video.status == "failed"
+    assert video.error == "chunk 2 failed 3 times; last error: RuntimeError: CUDA error"
+    calls = FakeCalls(fail={("chunk", 0): [ActorDied("node lost")]})
+    job = FakeJob(calls, [])
+    video = run_one(calls, per_call=2, job=job)
+    assert video.status == "done" and job.reloads == [0]
+    runs = [c for c in calls.log if c.kind == "chunk"]
+    assert [(c.pos, c.count, calls.values[c.state]) for c in runs[1:]] == [(0, 2, "init"),
+                                                                            (2, 1, "after 1")]

@@ -78,7 +78,8 @@ def run(config: JobConfig, progress: Progress | None = None) -> JobSummary:
         pool = ActorPool(workers, gpus, cpus, _worker_kwargs(config, cpus))
         try:
             scheduler = Scheduler(pool, config.max_active_videos or 2 * workers + 2,
-                                  config.max_retries, redactor.scrub, progress)
+                                  config.max_retries, redactor.scrub, progress,
+                                  chunks_per_call=config.chunks_per_call)
             job = TrackingJob(config, out, redactor, dict(zip(videos, entries, strict=True)),
                               workers)
             # 3-6. Probe, plan, track every chunk, write parts, finish each video.

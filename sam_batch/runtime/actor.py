@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 
 import ray
 
@@ -61,8 +62,12 @@ class TrackerActor:
     def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
         return self.worker.start_video(self._task(key, task_box))
 
-    def run_chunk(self, spec: ChunkSpec, task_box: list, state_box: list
-                  ) -> tuple[ChunkResult, bytes]:
+    def run_chunks(self, specs: tuple[ChunkSpec, ...], task_box: list, state_box: list
+                   ) -> tuple[list[ChunkResult], bytes]:
+        """Consecutive chunks of one chain, each from the state the one before made: one
+        call (one completion for the driver) per ``--chunks-per-call`` chunks. Each chunk
+        commits its part and checkpoint as it goes, so a retry or a resume starts from
+        the last chunk committed, not from the call's first."""
         ref = state_box[0]
 
         def state_source(block: bool) -> bytes | None:
@@ -72,8 +77,20 @@ class TrackerActor:
                 return ray.get(ref)
             return None
 
-        task = self._task((spec.video_id, spec.segment), task_box)
-        return self.worker.run_chunk(spec, task, state_source)
+        results = []
+        source = state_source
+        for spec in specs:
+            task = self._task((spec.video_id, spec.segment), task_box)
+            result, data = self.worker.run_chunk(spec, task, source,
+                                                 keep=specs[0].chunk_idx - 1)
+            results.append(result)
+            source = _ready(data)
+        return results, data
+
+
+def _ready(data: bytes) -> Callable[[bool], bytes]:
+    """A state source whose state is already at hand."""
+    return lambda block: data
 
 
 def actor_class(num_gpus: float, num_cpus: float) -> type:

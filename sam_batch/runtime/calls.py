@@ -21,8 +21,9 @@ class Calls(Protocol):
     their answers, and the object store."""
 
     def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> Any: ...
-    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
-                  ) -> tuple[Any, Any]: ...
+    def run_chunks(self, slot: Slot, specs: tuple[ChunkSpec, ...], task_ref: Any, state: Any
+                   ) -> tuple[Any, Any]:
+        """Consecutive chunks of one chain in one call: (their results, the last state)."""
     def wait(self, refs: list, timeout: float) -> list:
         """The refs that are ready: at least one, unless ``timeout`` passes first."""
     def get(self, ref: Any) -> Any: ...
@@ -37,9 +38,9 @@ class RayCalls:
     def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> ray.ObjectRef:
         return slot.actor.start_video.remote(key, [task_ref])
 
-    def run_chunk(self, slot: Slot, spec: ChunkSpec, task_ref: Any, state: Any
-                  ) -> tuple[ray.ObjectRef, ray.ObjectRef]:
-        return slot.actor.run_chunk.options(num_returns=2).remote(spec, [task_ref], [state])
+    def run_chunks(self, slot: Slot, specs: tuple[ChunkSpec, ...], task_ref: Any, state: Any
+                   ) -> tuple[ray.ObjectRef, ray.ObjectRef]:
+        return slot.actor.run_chunks.options(num_returns=2).remote(specs, [task_ref], [state])
 
     def wait(self, refs: list, timeout: float) -> list:
         # Wake on the first completion (an idle actor gets work at once), then take

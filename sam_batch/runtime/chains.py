@@ -86,7 +86,13 @@ class Flight:
     generation: int = 0
     lookahead: bool = False
     state_ref: Any = None
+    count: int = 1  # chunks in the call (``--chunks-per-call``)
     call: str = ""  # a "call": what it was ("prepare" or "finish")
+
+    @property
+    def end(self) -> int:
+        """The chain's position after this call: the next call's input is its state."""
+        return self.pos + self.count
 
 
 @dataclass

@@ -72,8 +72,10 @@ class Scheduler:
         scrub: Callable[[str], str],
         progress: Callable[[Scheduler], None] | None = None,
         calls: Calls | None = None,
+        chunks_per_call: int = 1,
     ):
         self.pool = pool
+        self.chunks_per_call = chunks_per_call
         self.calls: Calls = calls or RayCalls()
         self.max_active = max_active
         self.max_retries = max_retries
@@ -171,7 +173,7 @@ class Scheduler:
                 continue
             for chain in video.chains:
                 pos = chain.next
-                prev = chain.running.get(pos - 1)
+                prev = next((f for f in chain.running.values() if f.end == pos), None)
                 if (pos < len(chain.chunks) and pos not in chain.running and prev is not None
                         and not prev.lookahead and prev.state_ref is not None):
                     return video, chain, pos, prev.state_ref, True
@@ -184,13 +186,13 @@ class Scheduler:
             ref = self.calls.start_video(slot, key, chain.task_ref)
             flight = Flight("start", video, chain, pos, slot, slot.generation, state_ref=ref)
         else:
-            spec = chain.chunks[pos]
-            ref, state_ref = self.calls.run_chunk(slot, spec, chain.task_ref, state)
+            specs = chain.chunks[pos:pos + self.chunks_per_call]
+            ref, state_ref = self.calls.run_chunks(slot, specs, chain.task_ref, state)
             flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
-                            state_ref)
+                            state_ref, count=len(specs))
         slot.busy = True
         chain.running[pos] = flight
-        chain.next = pos + 1
+        chain.next = flight.end
         video.inflight += 1
         self.flights[ref] = flight
 
@@ -242,8 +244,9 @@ class Scheduler:
         chain.running.pop(flight.pos, None)
         chain.states.pop(flight.pos, None)
         if flight.kind == "chunk":
-            self._chunk_done(video, chain, value)
-        nxt = flight.pos + 1
+            for result in value:
+                self._chunk_done(video, chain, result)
+        nxt = flight.end
         if nxt < len(chain.chunks):
             chain.states[nxt] = state  # a reference; lost with its node: reload
         else:
@@ -303,7 +306,7 @@ class Scheduler:
         so it is read back from its checkpoint."""
         key = (chain.segment.index, flight.pos)
         video.attempts[key] += 1
-        what = "start" if flight.pos == START else f"chunk {chain.chunks[flight.pos].chunk_idx}"
+        what = _what(chain, flight)
         if video.attempts[key] > self.max_retries:
             self._fail(video, f"{what} failed {video.attempts[key]} times; last error: "
                               f"{type(cause).__name__}: {cause}")
@@ -343,3 +346,13 @@ class Scheduler:
                 self.tally.planned += 1  # failed before its chunks were known
             self.job.failed(video)
         video.chains = []
+
+
+def _what(chain: Chain, flight: Flight) -> str:
+    """A call's work, as a failure message names it."""
+    if flight.pos == START:
+        return "start"
+    first, last = chain.chunks[flight.pos], chain.chunks[flight.end - 1]
+    if first is last:
+        return f"chunk {first.chunk_idx}"
+    return f"chunks {first.chunk_idx}-{last.chunk_idx}"

@@ -109,8 +109,11 @@ class Worker:
         return data
 
     def run_chunk(
-        self, spec: ChunkSpec, task: VideoTask, state_source: StateSource
+        self, spec: ChunkSpec, task: VideoTask, state_source: StateSource,
+        keep: int | None = None,
     ) -> tuple[ChunkResult, bytes]:
+        """``keep``: the chunk whose state a retry of this call starts from (the first
+        chunk's input when one call runs several): retention never drops it."""
         t0 = time.perf_counter()
         frames = self.frames(task)
         encoded, data = self._encode_while_waiting(spec, task, frames, state_source)
@@ -158,19 +161,20 @@ class Worker:
         out_bytes = state.to_bytes()
         self.output.write(state_path(spec.video_id, spec.segment, spec.chunk_idx), out_bytes)
         part = write_mask_part(self.output, rows, spec.segment, staged=task.staged)
-        self._drop_old_state(spec, task)
+        self._drop_old_state(spec, task, keep)
         result = ChunkResult(
             spec=spec, part=part, rows=rows.num_rows, frames_tracked=tracked,
             stats=rows.stats, encoded_ahead=len(encoded), seconds=time.perf_counter() - t0,
         )
         return result, out_bytes
 
-    def _drop_old_state(self, spec: ChunkSpec, task: VideoTask) -> None:
+    def _drop_old_state(self, spec: ChunkSpec, task: VideoTask, keep: int | None) -> None:
         """Retention, once this chunk's part is committed: the state two chunks back, if
         not kept. Not the one back: it is this chunk's input, which a retry needs if this
-        result never reaches the driver (the actor or its node dies after the commit)."""
+        result never reaches the driver (the actor or its node dies after the commit);
+        nor ``keep``, the input of a call of several chunks. Finishing drops those."""
         old = spec.chunk_idx - 2
-        if old in task.drop_states:
+        if old in task.drop_states and old != keep:
             self.output.delete(state_path(spec.video_id, spec.segment, old))
 
     def _discover(self, state: MemoryState, frames: FrameSource, frame: int, task: VideoTask,
