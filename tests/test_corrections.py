@@ -31,6 +31,19 @@ FIX = [{"obj_id": 2, "frame": T, "points": [[20, 30]], "labels": [1]},
        {"obj_id": 5, "frame": T, "box": [30, 10, 60, 40]}]
 
 
+def clip_manifest(folder: Path, frames: int) -> tuple[Path, list[dict], Path]:
+    """The correction tests' video: two boxed objects in a synthetic clip, prompted on
+    frame 0, as one manifest row (video id ``clip``): the video, its prompts, the manifest."""
+    clip = generate(11, width=64, height=48, num_frames=frames, num_objects=2,
+                    enter_leave=False)
+    video = write_mp4(clip, folder / "clip.mp4", gop_size=5).path
+    prompts = [{**p, "frame": 0} for p in first_frame_prompts(clip, "box")]
+    manifest = folder / "m.jsonl"
+    manifest.write_text(json.dumps({"video": str(video), "video_id": "clip",
+                                    "prompts": prompts}) + "\n")
+    return video, prompts, manifest
+
+
 def official(frames: np.ndarray, prompts: list[Prompt], fix: list[Prompt], folder: Path,
              t: int = T):
     """Pass 1 (propagate), then the fix on t and pass 2 from t: masks by frame and object."""
@@ -79,14 +92,7 @@ def masks(ds: Dataset) -> dict[int, dict[int, np.ndarray]]:
 
 
 def test_correct_equals_the_official_flow_on_disk_and_s3(ray_local, s3, tmp_path, capsys):
-    clip = generate(11, width=64, height=48, num_frames=FRAMES, num_objects=2,
-                    enter_leave=False)
-    video = tmp_path / "clip.mp4"
-    write_mp4(clip, video, gop_size=5)
-    prompts = [{**p, "frame": 0} for p in first_frame_prompts(clip, "box")]
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"video": str(video), "video_id": "clip",
-                                    "prompts": prompts}) + "\n")
+    video, prompts, manifest = clip_manifest(tmp_path, FRAMES)
     fixes = tmp_path / "fixes.jsonl"
     fixes.write_text(json.dumps({"video_id": "clip", "prompts": FIX}) + "\n")
     out = tmp_path / "ds"

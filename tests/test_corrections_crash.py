@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_corrections import clip_manifest
 
 from sam_batch.cli import main
 from sam_batch.config import JobConfig
 from sam_batch.dataset.reader import Dataset
 from sam_batch.driver.job import run
-from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 pytestmark = pytest.mark.slow
 FRAMES, T = 14, 5
@@ -54,13 +54,7 @@ sys.exit(main(["correct", sys.argv[1], "--prompts", sys.argv[2]]))
 @pytest.fixture(scope="module")
 def dataset(ray_local, tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("corr-crash")
-    clip = generate(11, width=64, height=48, num_frames=FRAMES, num_objects=2,
-                    enter_leave=False)
-    video = write_mp4(clip, folder / "clip.mp4", gop_size=5).path
-    prompts = [{**p, "frame": 0} for p in first_frame_prompts(clip, "box")]
-    manifest = folder / "m.jsonl"
-    manifest.write_text(json.dumps({"video": str(video), "video_id": "clip",
-                                    "prompts": prompts}) + "\n")
+    *_, manifest = clip_manifest(folder, FRAMES)
     out = folder / "ds"
     assert run(JobConfig(manifest=str(manifest), output=str(out), random_weights=True,
                          image_size=128, chunk_frames=4, workers=1, cpus_per_worker=1,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_corrections import masks, official
+from test_corrections import clip_manifest, masks, official
 
 from sam_batch.cli import main
 from sam_batch.config import JobConfig
@@ -37,7 +37,6 @@ from sam_batch.media.decode import read_frames
 from sam_batch.media.storage import Location
 from sam_batch.media.video import VideoInfo
 from sam_batch.plan.prompts import Prompt
-from sam_batch.synthetic import first_frame_prompts, generate, write_mp4
 
 pytestmark = pytest.mark.slow
 FRAMES, OWNED0 = 24, 10
@@ -46,13 +45,7 @@ FRAMES, OWNED0 = 24, 10
 @pytest.fixture(scope="module")
 def segmented(ray_local, tmp_path_factory) -> tuple[Path, Path, list[dict]]:
     folder = tmp_path_factory.mktemp("corr-seg")
-    clip = generate(11, width=64, height=48, num_frames=FRAMES, num_objects=2,
-                    enter_leave=False)
-    video = write_mp4(clip, folder / "clip.mp4", gop_size=5).path
-    prompts = [{**p, "frame": 0} for p in first_frame_prompts(clip, "box")]
-    manifest = folder / "m.jsonl"
-    manifest.write_text(json.dumps({"video": str(video), "video_id": "clip",
-                                    "prompts": prompts}) + "\n")
+    video, prompts, manifest = clip_manifest(folder, FRAMES)
     out = folder / "ds"
     assert run(JobConfig(manifest=str(manifest), output=str(out), random_weights=True,
                          image_size=128, chunk_frames=4, segments=2, overlap=4, sparse_step=4,
