@@ -81,16 +81,17 @@ def three_object_prompts(source: VideoFrames) -> list[Prompt]:
 
 
 def chunked_pass(
-    model: LoadedModel, source, prompts: list[Prompt], chunk: int, tamper=None
+    model: LoadedModel, source, prompts: list[Prompt], chunk: int, tamper=None,
+    preprocess: str = "auto",
 ) -> Logits:
     """Consecutive chunks, each in a fresh tracker fed only the deserialized state."""
-    state = ChunkTracker(model).start(source, prompts)
+    state = ChunkTracker(model, preprocess=preprocess).start(source, prompts)
     logits: Logits = {}
     for start in range(0, source.num_frames, chunk):
         state = MemoryState.from_bytes(state.to_bytes(), expect_model=model.identity)
         if tamper is not None and start > 0:
             state = tamper(state)
-        run = ChunkTracker(model, keep_logits=True).track(
+        run = ChunkTracker(model, keep_logits=True, preprocess=preprocess).track(
             state, source, min(start + chunk, source.num_frames)
         )
         for out in run:
@@ -139,6 +140,17 @@ def test_chunked_equals_single_pass_three_objects_second_prompt_in_later_chunk(
 ):
     prompts, reference = three_objects
     assert_identical(reference, chunked_pass(ours(official[1]), video, prompts, chunk))
+
+
+@pytest.mark.slow
+def test_frames_prepared_on_the_device_track_exactly_as_the_official_loader(
+    official, video, three_objects
+):
+    """The device path (``resample``: PIL's resize as integer tensor ops) on the CPU
+    device: the same logits as the predictor fed by its own PIL loader."""
+    prompts, reference = three_objects
+    got = chunked_pass(ours(official[1]), video, prompts, 12, preprocess="device")
+    assert_identical(reference, got)
 
 
 @pytest.mark.slow

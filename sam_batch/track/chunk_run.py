@@ -8,7 +8,7 @@ frames and, at the end, snapshots the state the next chunk starts from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from sam_batch.errors import SamBatchError
-from sam_batch.track.frames import FrameSource, prepare_frame
+from sam_batch.track.frames import FrameSource
 from sam_batch.track.model import inference
 from sam_batch.track.pipeline import TIMELINE, FramePrefetcher
 from sam_batch.track.session import EncodedFrame
@@ -75,14 +75,13 @@ class ChunkRun:
         if [e.frame_idx for e in encoded] != list(range(first, first + len(encoded))):
             raise SamBatchError(f"encoded frames must run in order from frame {first}")
         rest = first + len(encoded)  # encoded ahead may already cover the whole chunk
-        size = tracker.model.image_size
         prefetch = FramePrefetcher(
             self._frames.read(rest, end) if rest < end else iter(()),
-            lambda rgb: prepare_frame(rgb, size), workers=tracker.host_threads,
+            tracker.prepare.host, workers=tracker.host_threads,
         )
         try:
             yield from self._propagate(state, first, end, encoded,
-                                       _StreamingImages(iter(prefetch), tracker.model.device))
+                                       _StreamingImages(iter(prefetch), tracker.prepare.device))
         finally:
             prefetch.close()
 
@@ -139,14 +138,15 @@ class _StreamingImages:
     frame), so only the prefetcher's few frames ahead are ever held.
     """
 
-    def __init__(self, frames: Iterator[tuple[int, torch.Tensor]], device: torch.device):
+    def __init__(self, frames: Iterator[tuple[int, torch.Tensor]],
+                 on_device: Callable[[torch.Tensor], torch.Tensor]):
         self._frames = frames
-        self._device = device
+        self._on_device = on_device
 
     def __getitem__(self, frame_idx: int) -> torch.Tensor:
         for idx, prepared in self._frames:
             if idx == frame_idx:
-                return prepared.to(self._device).float()
+                return self._on_device(prepared)
             if idx > frame_idx:
                 break
         raise SamBatchError(f"frame {frame_idx} was asked for but the frame source skipped it")

@@ -6,7 +6,7 @@ pixels. These steps mirror ``sam2.utils.misc._load_img_as_tensor`` and
 ``load_video_frames_from_jpg_images`` operation for operation: PIL resize to a
 square with its default (bicubic) filter, divide by 255 in float64, store as
 float32, subtract the ImageNet mean, divide by the std; the per-pixel steps after
-the resize are read from a table of their results (``_normalised_table``).
+the resize are read from a table of their results (``normalised_table``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ IMG_MEAN = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float32)[:, None, Non
 IMG_STD = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float32)[:, None, None]
 
 
-def _normalised_table() -> np.ndarray:
+def normalised_table() -> np.ndarray:
     """``[3, 256]`` float32: what sam2's loader makes of each byte value in each channel.
 
     After the resize, every step of sam2's preprocessing (float64 divide by 255, cast
@@ -44,7 +44,7 @@ def _normalised_table() -> np.ndarray:
     return values[:, 0, :].numpy()
 
 
-_TABLE = _normalised_table()
+_TABLE = normalised_table()
 
 
 def prepare_frame(rgb: np.ndarray, image_size: int) -> torch.Tensor:

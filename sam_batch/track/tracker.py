@@ -36,8 +36,9 @@ from sam_batch.errors import PromptError, SamBatchError
 from sam_batch.plan.prompts import Prompt, validate_prompts
 from sam_batch.plan.track_meta import TrackMeta
 from sam_batch.track.chunk_run import ChunkRun
-from sam_batch.track.frames import FrameSource, prepare_frame, read_one
+from sam_batch.track.frames import FrameSource, read_one
 from sam_batch.track.model import LoadedModel, inference
+from sam_batch.track.preprocess import FramePreparer, Where
 from sam_batch.track.session import EncodedFrame, SessionBridge
 from sam_batch.track.state import MemoryState
 
@@ -46,11 +47,13 @@ class ChunkTracker:
     """Runs SAM 2 over chunks of one video. Holds the model, never a video's state."""
 
     def __init__(self, model: LoadedModel, keep_logits: bool = False,
-                 host_threads: int | None = None):
+                 host_threads: int | None = None, preprocess: Where = "auto"):
         """``host_threads``: threads that prepare frames ahead of the model (default:
-        the torch thread budget, at most 4)."""
+        the torch thread budget, at most 4). ``preprocess``: where frames are resized
+        and normalised (``preprocess.FramePreparer``; the same numbers either way)."""
         self.model = model
         self.host_threads = host_threads
+        self.prepare = FramePreparer(model.image_size, model.device, preprocess)
         self.predictor = model.predictor
         self.keep_logits = keep_logits
         self._pos_enc: list[torch.Tensor] | None = None
@@ -157,8 +160,7 @@ class ChunkTracker:
 
     def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
         """A frame as the model's input batch ``[1, 3, S, S]`` on its device."""
-        image = prepare_frame(rgb, self.model.image_size)
-        return image.to(self.model.device).float().unsqueeze(0)
+        return self.prepare(rgb).unsqueeze(0)
 
     def encode(self, frame_idx: int, rgb: np.ndarray) -> EncodedFrame:
         """Run the image encoder on one frame, as sam2's ``_get_image_feature`` would."""
