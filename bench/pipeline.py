@@ -12,12 +12,20 @@ every mask, ChunkMasks rows and a committed Parquet part.
   (from the row-major masks a ``.cpu()`` of the logits gives), in turn, one thread.
 - ``pipelined``: ``track/pipeline.py`` as the tracker uses it: decode on a thread,
   resize on a pool, model on its own thread, masks encoded on a pool behind it.
+- ``pipelined, device-prepared``: the same, with frames prepared as a GPU actor
+  prepares them by default (``track/preprocess.py``): the host only decodes, and
+  the resize and normalisation (``track/resample.py``, Pillow's bytes) run on the
+  device, so here inside the stand-in's wait; their time on a GPU is measured by
+  ``bench/gpu.py``, not by this bench.
 
-Per case it prints frames/s divided by the stand-in's limit (1 / latency) for both,
-their ratio, and each host step's CPU cost per frame (CPU seconds, measured in the
-sequential run, so other load on the machine does not inflate them), from which
-the cores one GPU needs follow:
-``cores = host ms per frame / model ms per frame``.
+Per case it prints frames/s divided by the stand-in's limit (1 / latency) for each
+side, the ratio of the host-prepared pipelined side to the sequential one, and each
+host step's CPU cost per frame (CPU seconds, measured in the sequential run, so
+other load on the machine does not inflate them), from which the cores one GPU
+needs follow: ``cores = host ms per frame / model ms per frame`` (without the
+resize's share when frames are prepared on the device). ``RESULT``'s
+``fraction_of_limit`` is the device-prepared side's, as a GPU actor runs by default;
+``host_prepared_fraction_of_limit`` the other's.
 
     python bench/pipeline.py --quick            # 720p, 1 object, 20 ms: < 5 minutes on 2 cores
     python bench/pipeline.py                    # 720p/1080p/4K x 1/5/20 objects, 11 ms
@@ -36,6 +44,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from sam_batch.dataset import rle
 from sam_batch.dataset.writer import ChunkMasks, write_mask_part
@@ -44,6 +53,7 @@ from sam_batch.media.storage import Location
 from sam_batch.media.video import probe
 from sam_batch.track.frames import prepare_frame
 from sam_batch.track.pipeline import FramePrefetcher, MaskEncoder
+from sam_batch.track.preprocess import FramePreparer
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4K": (3840, 2160)}
 IMAGE_SIZE = 1024  # every released SAM 2.1 model's input
@@ -138,12 +148,14 @@ def run_sequential(url: str, frames: int, model: StandInModel, out: Location,
 
 
 def run_pipelined(url: str, frames: int, model: StandInModel, out: Location,
-                  threads: int) -> float:
+                  threads: int, where: str = "host") -> float:
+    """``where``: the frames' preparation, as ``FramePreparer`` splits it; what it leaves
+    for the device is the stand-in's (a device's step is inside its fixed wait)."""
     info = probe(url)
     rows = ChunkMasks("clip", 0)
     t0 = time.perf_counter()
-    prefetch = FramePrefetcher(read_frames(info, 0, frames),
-                               lambda rgb: prepare_frame(rgb, IMAGE_SIZE), workers=threads)
+    preparer = FramePreparer(IMAGE_SIZE, torch.device("cpu"), where)
+    prefetch = FramePrefetcher(read_frames(info, 0, frames), preparer.host, workers=threads)
     masks_out = MaskEncoder(rows, workers=threads)
     try:
         for idx, prepared in prefetch:
@@ -166,6 +178,37 @@ def encode_column_major_ms(model: StandInModel, repeats: int = 8) -> float:
     return (time.process_time() - t0) / repeats * 1000
 
 
+def summarise(size: str, objects: int, args: argparse.Namespace, steps: dict[str, float],
+              model: StandInModel, seconds: dict[str, float]) -> dict:
+    limit = 1000 / args.latency_ms
+    fps = {side: args.frames / s for side, s in seconds.items()}
+    per = {k: v / args.frames * 1000 for k, v in steps.items()}
+    col_ms = encode_column_major_ms(model)
+    host_ms = per["decode"] + per["prepare"] + col_ms + per["parquet"]
+    device_prepared_ms = host_ms - per["prepare"]
+    return {"video": size, "objects": objects, "latency_ms": args.latency_ms,
+            "sequential_fps": fps["sequential"], "pipelined_fps": fps["pipelined"],
+            "device_prepared_fps": fps["device"],
+            "fraction_of_limit": fps["device"] / limit,
+            "host_prepared_fraction_of_limit": fps["pipelined"] / limit,
+            "sequential_fraction_of_limit": fps["sequential"] / limit,
+            "ratio": fps["pipelined"] / fps["sequential"], "host_ms_per_frame": per,
+            "rle_column_major_ms_per_frame": col_ms,
+            "cores_per_gpu": host_ms / args.latency_ms,
+            "cores_per_gpu_device_prepared": device_prepared_ms / args.latency_ms}
+
+
+def print_row(row: dict, limit: float) -> None:
+    per, seq, pipe, dev = (row["host_ms_per_frame"], row["sequential_fps"],
+                           row["pipelined_fps"], row["device_prepared_fps"])
+    print(f"{row['video']:>6} {row['objects']:>4} | {seq:7.1f} {seq / limit:9.2f} | "
+          f"{pipe:8.1f} {pipe / limit:10.2f} | {pipe / seq:5.2f} | {dev:12.1f} "
+          f"{dev / limit:6.2f} | {'':>24}{per['decode']:6.1f}  {per['prepare']:6.1f}  "
+          f"{per['encode (row-major masks)']:8.1f}  {row['rle_column_major_ms_per_frame']:8.1f}"
+          f"  {per['parquet']:7.1f} | {row['cores_per_gpu']:19.1f} "
+          f"{row['cores_per_gpu_device_prepared']:8.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="720p, 1 object, 20 ms stand-in")
@@ -186,8 +229,9 @@ def main() -> None:
           f"{args.frames} frames a case; pipelined side {args.threads} threads a step; "
           f"{os.cpu_count()} CPU cores")
     header = (f"{'video':>6} {'obj':>4} | {'seq fps':>7} {'seq/limit':>9} | {'pipe fps':>8} "
-              f"{'pipe/limit':>10} | {'ratio':>5} | host ms/frame one core: decode  resize"
-              f"  rle(row)  rle(col)  parquet | cores/GPU")
+              f"{'pipe/limit':>10} | {'ratio':>5} | {'dev-prep fps':>12} {'/limit':>6} | "
+              f"host ms/frame one core: decode  resize  rle(row)  rle(col)  parquet | "
+              f"cores/GPU host-prep dev-prep")
     print(header)
     print("-" * len(header))
     results = []
@@ -201,29 +245,20 @@ def main() -> None:
                 steps = dict.fromkeys(("decode", "prepare", "encode (row-major masks)",
                                        "parquet"), 0.0)
                 # Each side once to warm caches, then timed: pipelined, sequential.
-                run_pipelined(url, min(8, args.frames), model, out, args.threads)
-                pipe_s = run_pipelined(url, args.frames, model, out, args.threads)
+                for where in ("host", "device"):
+                    run_pipelined(url, min(8, args.frames), model, out, args.threads, where)
+                pipe_s = run_pipelined(url, args.frames, model, out, args.threads, "host")
+                dev_s = run_pipelined(url, args.frames, model, out, args.threads, "device")
                 seq_s = run_sequential(url, args.frames, model, out, steps)
-                seq_fps, pipe_fps = args.frames / seq_s, args.frames / pipe_s
-                per = {k: v / args.frames * 1000 for k, v in steps.items()}
-                col_ms = encode_column_major_ms(model)
-                host_ms = per["decode"] + per["prepare"] + col_ms + per["parquet"]
-                cores = host_ms / args.latency_ms
-                row = {"video": size, "objects": objects, "latency_ms": args.latency_ms,
-                       "sequential_fps": seq_fps, "pipelined_fps": pipe_fps,
-                       "fraction_of_limit": pipe_fps / limit,
-                       "sequential_fraction_of_limit": seq_fps / limit,
-                       "ratio": pipe_fps / seq_fps, "host_ms_per_frame": per,
-                       "rle_column_major_ms_per_frame": col_ms, "cores_per_gpu": cores}
+                row = summarise(size, objects, args, steps, model,
+                                {"sequential": seq_s, "pipelined": pipe_s, "device": dev_s})
                 results.append(row)
-                print(f"{size:>6} {objects:>4} | {seq_fps:7.1f} {seq_fps / limit:9.2f} | "
-                      f"{pipe_fps:8.1f} {pipe_fps / limit:10.2f} | {pipe_fps / seq_fps:5.2f} | "
-                      f"{'':>24}{per['decode']:6.1f}  {per['prepare']:6.1f}  "
-                      f"{per['encode (row-major masks)']:8.1f}  {col_ms:8.1f}  "
-                      f"{per['parquet']:7.1f} | {cores:9.1f}", flush=True)
+                print_row(row, limit)
     print("cores/GPU: host CPU per frame (decode + resize + column-major RLE + Parquet, one "
           "core each) over the model's time per frame; the pipelined side spreads it over "
-          "that many cores.")
+          "that many cores. dev-prep: frames prepared on the device, as GPU actors do by "
+          "default; the host's share is decode + RLE + Parquet (the device's share is inside "
+          "the stand-in's wait here; bench/gpu.py times it on a GPU).")
     if args.quick:
         print("RESULT " + json.dumps(results[0]))
     else:
