@@ -11,6 +11,11 @@ compile setting (off, on), one process run measures:
   ``wall_s`` in ``videos/``: Ray's start, the actor's model load and the dataset's
   finish left out).
 
+Before them, ``preparation``: per frame size, sam2's preprocessing of one frame to
+the model's input on the host (PIL resize and table, one core) against on the
+device (``track/resample.py``, what GPU actors run by default), in ms per frame,
+and whether the two give the same float32 bits.
+
 Random weights (nothing to download; speed does not depend on the weights) at 1024
 px, bfloat16 autocast on CUDA as sam2's demos run. The first compiled case pays the
 compile (minutes), reported apart as ``warm-up``. The whole default run is meant to
@@ -110,6 +115,36 @@ def ours(model: str, video: Path, prompts: list, out: Path, device: str, compile
             "tracking_fps": summary.frames / tracking if tracking else None}
 
 
+PREPARE_SIZES = {**SIZES, "4K": (3840, 2160)}
+
+
+def preparation(sizes: list[str], image_size: int, device: str, repeats: int = 10) -> list:
+    """ms per frame of sam2's preprocessing on the host and on ``device``, and equality."""
+    from sam_batch.track.frames import prepare_frame
+    from sam_batch.track.preprocess import FramePreparer
+
+    print(f"{'video':>6} | host ms/frame (one core) | device ms/frame | same bits")
+    rows = []
+    for size in sizes:
+        width, height = PREPARE_SIZES[size]
+        rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        preparer = FramePreparer(image_size, torch.device(device), "device")
+        same = torch.equal(preparer(rgb).cpu(), prepare_frame(rgb, image_size))  # warms up
+        t0 = time.process_time()
+        for _ in range(repeats):
+            prepare_frame(rgb, image_size)
+        host_ms = (time.process_time() - t0) / repeats * 1000
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            preparer.device(preparer.host(rgb))
+        sync(device)
+        device_ms = (time.perf_counter() - t0) / repeats * 1000
+        rows.append({"video": size, "host_ms": host_ms, "device_ms": device_ms, "same": same})
+        print(f"{size:>6} | {host_ms:24.1f} | {device_ms:15.2f} | {same}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["t", "b+"], choices=list(MODELS))
@@ -129,6 +164,8 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"device: {gpu}; {args.frames} frames a case; image size {args.image_size}; "
           "random weights", flush=True)
+    prepared = preparation(args.sizes if args.quick else [*args.sizes, "4K"],
+                           args.image_size, args.device, repeats=2 if args.quick else 10)
     print(f"{'model':>6} {'video':>6} {'obj':>3} {'compile':>7} | {'official fps':>12} "
           f"{'(tracking)':>10} | {'sam-batch fps':>13} {'(tracking)':>10} | ratio")
     rows = []
@@ -157,9 +194,10 @@ def main() -> None:
                               f"{tracking if tracking is None else round(tracking, 1)!s:>10} | "
                               f"{row['ratio']:.2f}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"preparation": prepared, "runs": rows}, indent=2))
     print("RESULT " + json.dumps({"device": gpu, "rows": len(rows),
-                                  "mean_ratio": float(np.mean([r["ratio"] for r in rows]))}))
+                                  "mean_ratio": float(np.mean([r["ratio"] for r in rows])),
+                                  "preparation": prepared}))
 
 
 if __name__ == "__main__":
