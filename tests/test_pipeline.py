@@ -74,3 +74,38 @@ def test_the_preparation_table_gives_sam2s_numbers_for_every_byte_in_every_chann
     rgb[..., 2] = np.roll(rgb[..., 2], 7, axis=1)
     for size in (256, 128, 1024):
         assert torch.equal(prepare_frame(rgb, size), prepare_frame_by_steps(rgb, size)), size
+
+
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="per-thread nice is Linux's")
+def test_host_threads_yield_to_the_thread_that_feeds_the_model():
+    """Decode, prepare and encode threads run niced below the model's thread, so the
+    model's thread gets a core the moment its step ends."""
+    import os
+    import threading
+
+    import numpy as np
+
+    from sam_batch.dataset.writer import ChunkMasks
+    from sam_batch.track.pipeline import BACKGROUND_NICE, FramePrefetcher, MaskEncoder
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine, seen = nice(), {}
+
+    def frames():
+        seen["decode"] = nice()
+        yield 0, np.zeros((4, 4, 3), np.uint8)
+
+    def prepare(rgb):
+        seen["prepare"] = nice()
+        return rgb
+
+    prefetch = FramePrefetcher(frames(), prepare, workers=1)
+    assert [idx for idx, _ in prefetch] == [0]
+    prefetch.close()
+    with MaskEncoder(ChunkMasks("clip", 0), workers=1) as encoder:
+        seen["encode"] = encoder._pool.submit(nice).result()
+    assert nice() == mine
+    expected = min(19, mine + BACKGROUND_NICE)
+    assert seen == {"decode": expected, "prepare": expected, "encode": expected}

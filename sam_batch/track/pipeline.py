@@ -12,6 +12,11 @@ so threads are enough and nothing is copied between processes.
 Exactness is untouched: the same functions prepare the same pixels and encode
 the same masks, in the same order; only when they run changes.
 
+The host threads run at a lower priority (``BACKGROUND_NICE``) than the thread
+that feeds the model: when the model's step ends, that thread must run at once
+(each millisecond it waits for a core is a millisecond the GPU idles), while the
+work ahead and behind it has slack.
+
 ``TIMELINE`` records when each step ran, per thread, when switched on (the tests
 show the overlap with it).
 """
@@ -19,7 +24,9 @@ show the overlap with it).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -73,6 +80,22 @@ class Timeline:
 TIMELINE = Timeline()
 
 
+#: How much lower the host threads' priority is than the model thread's (Linux nice).
+BACKGROUND_NICE = 5
+
+
+def run_in_background() -> None:
+    """Run the calling thread ``BACKGROUND_NICE`` below the process's main thread (Linux
+    sets nice per thread, and a thread inherits its creator's; elsewhere, or where
+    refused, the thread keeps its priority)."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError):
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())  # the main thread's
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       min(19, base + BACKGROUND_NICE))
+
+
 def default_workers() -> int:
     """Threads for each host step: the torch thread budget of this worker (``threads``)."""
     return max(1, min(4, torch.get_num_threads()))
@@ -92,7 +115,8 @@ class FramePrefetcher:
         self._frames = frames
         self._prepare = prepare
         self._pool = ThreadPoolExecutor(workers or default_workers(),
-                                        thread_name_prefix="sam_batch-prepare")
+                                        thread_name_prefix="sam_batch-prepare",
+                                        initializer=run_in_background)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._decode, name="sam_batch-decode",
@@ -104,6 +128,7 @@ class FramePrefetcher:
             return self._prepare(rgb)
 
     def _decode(self) -> None:
+        run_in_background()  # before the decoder opens: FFmpeg's threads inherit it
         frames = self._frames
         try:
             while not self._stop.is_set():
@@ -175,7 +200,8 @@ class MaskEncoder:
                  depth: int = 2 * DEFAULT_DEPTH):
         self.rows = rows
         self._pool = ThreadPoolExecutor(workers or default_workers(),
-                                        thread_name_prefix="sam_batch-encode")
+                                        thread_name_prefix="sam_batch-encode",
+                                        initializer=run_in_background)
         self._depth = max(1, depth)
         self._pending: deque[tuple[int, float, tuple[int, ...], np.ndarray, Future]] = deque()
         self._finished: list[EncodedFrameMasks] = []
