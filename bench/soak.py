@@ -163,7 +163,7 @@ def main() -> None:
             self.done = 0
 
         def __call__(self, scheduler) -> None:
-            self.done = sum(v.status in ("done", "failed") for v in scheduler.videos)
+            self.done = scheduler.tally.done + scheduler.tally.failed
             self.times.append(time.monotonic())
             self.dones.append(self.done)
             self.rss.append(rss_kb())
