@@ -214,6 +214,9 @@ def main() -> None:
         "rss_before_mb": start_kb / 1024, "rss_first_video_mb": started_kb / 1024,
         "rss_end_mb": samples[-1][2] / 1024 if samples else None,
         "slope_kb_per_video": slope(after), "warmup_videos": warmup,
+        # Whether the growth levels off: the slope over the job's second half alone.
+        "slope_second_half_kb_per_video": slope(
+            [(d, kb) for _, d, kb in samples if d >= args.videos // 2]),
         "videos_per_s_after_warmup": steady_vps, "videos_per_s": summary.videos_ok / wall,
         "wall_s": wall,
     }
@@ -222,7 +225,8 @@ def main() -> None:
           f"{wall:.0f} s")
     print(f"driver RSS: {result['rss_first_video_mb']:.0f} MB after start-up (first video "
           f"done), {result['rss_end_mb']:.0f} MB at the end; slope after {warmup} videos: "
-          f"{result['slope_kb_per_video']:+.2f} KB per video")
+          f"{result['slope_kb_per_video']:+.2f} KB per video "
+          f"({result['slope_second_half_kb_per_video']:+.2f} over the second half)")
     print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall; "
           f"{len(samples)} scheduler steps")
     if sampler.extra:
