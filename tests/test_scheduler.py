@@ -107,6 +107,9 @@ class FakeCalls:
         self.values[ref] = value
         return ref
 
+    def share(self, task: Any) -> Ref:
+        return self.put(task)
+
     def state_lost(self, error: BaseException) -> bool:
         return False
 
@@ -323,3 +326,17 @@ def test_a_failed_call_of_several_chunks_is_retried_from_its_first_chunks_input(
     runs = [c for c in calls.log if c.kind == "chunk"]
     assert [(c.pos, c.count, calls.values[c.state]) for c in runs[1:]] == [(0, 2, "init"),
                                                                             (2, 1, "after 1")]
+
+
+def test_a_small_task_travels_inside_its_calls_a_large_one_goes_to_the_store(monkeypatch):
+    """A ``ray.put`` per video, and its borrowing by each actor, cost the driver's core
+    worker more than a few KB copied into the calls (``bench/soak.py``)."""
+    from sam_batch.runtime import calls as calls_module
+
+    stored = []
+    monkeypatch.setattr(calls_module.ray, "put", lambda v: stored.append(v) or f"ref{len(stored)}")
+    ray_calls = calls_module.RayCalls()
+    small = ("v", tuple(range(100)))
+    large = ("v", bytes(calls_module.INLINE_TASK_BYTES))
+    assert ray_calls.share(small) is small and stored == []
+    assert ray_calls.share(large) == "ref1" and stored == [large]

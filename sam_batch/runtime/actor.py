@@ -2,8 +2,9 @@
 
 References are passed inside lists so Ray does not resolve them before the
 method runs: a chunk's actor can start encoding frames while the previous
-chunk's state is still being computed elsewhere, and a video's task (its frame
-index can be large for hour-long videos) is fetched once per actor, not per chunk.
+chunk's state is still being computed elsewhere, and a video's large task (the
+frame index of an hour-long video) is fetched once per actor, not per chunk. A
+small task comes inside the list itself (``Calls.share``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ class TrackerActor:
         """The task of one (video, segment): each segment has its own prompts."""
         task = self._tasks.get(key)
         if task is None:
-            task = ray.get(task_box[0])
+            task = task_box[0]
+            if isinstance(task, ray.ObjectRef):
+                task = ray.get(task)
             self._tasks[key] = task
             while len(self._tasks) > TASK_CACHE:
                 self._tasks.popitem(last=False)

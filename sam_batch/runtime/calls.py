@@ -8,6 +8,7 @@ in milliseconds.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Protocol
 
 import ray
@@ -28,8 +29,15 @@ class Calls(Protocol):
         """The refs that are ready: at least one, unless ``timeout`` passes first."""
     def get(self, ref: Any) -> Any: ...
     def put(self, value: Any) -> Any: ...
+    def share(self, task: Any) -> Any:
+        """A chain's task as its calls carry it: the task itself, or a reference."""
     def actor_died(self, error: BaseException) -> bool: ...
     def state_lost(self, error: BaseException) -> bool: ...
+
+
+#: A chain's task up to this size (pickled) travels inside each of its calls; a larger
+#: one (a long video's frame index, a seed state) goes to the object store once.
+INLINE_TASK_BYTES = 16 * 1024
 
 
 class RayCalls:
@@ -55,6 +63,16 @@ class RayCalls:
 
     def put(self, value: Any) -> ray.ObjectRef:
         return ray.put(value)
+
+    def share(self, task: Any) -> Any:
+        """A small task goes inside each call: a ``ray.put`` and the borrowing of its
+        reference by every actor that reads it cost the driver's core worker more
+        than copying a few KB into the calls."""
+        try:
+            small = len(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)) <= INLINE_TASK_BYTES
+        except Exception:  # what pickle cannot take, Ray's cloudpickle may
+            small = False
+        return task if small else ray.put(task)
 
     def actor_died(self, error: BaseException) -> bool:
         # A RayTaskError is the method's own failure (also one that only re-raises the

@@ -41,7 +41,9 @@ class Chain:
     """One segment's chunks and where they stand."""
 
     segment: SegmentPlan
-    task_ref: Any = None  # in the object store; None while the chain awaits its seeds
+    #: The task as calls carry it (``Calls.share``: itself, or a reference in the object
+    #: store); None while the chain awaits its seeds.
+    task_ref: Any = None
     states: dict[int, Any] = field(default_factory=dict)  # input state by position
     running: dict[int, Flight] = field(default_factory=dict)
     next: int = START  # first position not yet dispatched

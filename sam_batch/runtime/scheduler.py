@@ -135,7 +135,7 @@ class Scheduler:
     def _chain(self, video: VideoRun, start: ChainStart) -> Chain:
         chain = Chain(start.segment, next=start.resume_at, counts_frames=start.counts_frames)
         if start.task is not None:
-            chain.task_ref = self.calls.put(start.task)
+            chain.task_ref = self.calls.share(start.task)
         resumed = max(start.resume_at, 0)
         video.chunks_done += resumed
         self.tally.chunks_done += resumed
@@ -261,7 +261,7 @@ class Scheduler:
         video.chunks_done += 1
         self.tally.chunks_done += 1
         for index, task in self.job.chunk_done(video, chain.segment.index, result).items():
-            video.chain_of(index).task_ref = self.calls.put(task)
+            video.chain_of(index).task_ref = self.calls.share(task)
 
     def _start_finish(self, video: VideoRun) -> None:
         video.status = "finishing"
