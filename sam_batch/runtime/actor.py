@@ -62,16 +62,17 @@ class TrackerActor:
         self._tasks.move_to_end(key)
         return task
 
-    def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
-        return self.worker.start_video(self._task(key, task_box))
-
     def run_chunks(self, specs: tuple[ChunkSpec, ...], task_box: list, state_box: list
                    ) -> tuple[list[ChunkResult], bytes]:
         """Consecutive chunks of one chain, each from the state the one before made: one
         call (one completion for the driver) per ``--chunks-per-call`` chunks. Each chunk
         commits its part and checkpoint as it goes, so a retry or a resume starts from
-        the last chunk committed, not from the call's first."""
+        the last chunk committed, not from the call's first. A chain's first call (its
+        state None) encodes the prompts first: the state before its first chunk."""
         ref = state_box[0]
+        if ref is None:
+            ref = self.worker.start_video(self._task((specs[0].video_id, specs[0].segment),
+                                                     task_box))
 
         def state_source(block: bool) -> bytes | None:
             if isinstance(ref, bytes):

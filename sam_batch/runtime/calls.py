@@ -1,4 +1,4 @@
-"""How the scheduler reaches the cluster: two actor calls, waiting, the object store.
+"""How the scheduler reaches the cluster: an actor call, waiting, the object store.
 
 ``Calls`` is the seam between the scheduler's decisions and Ray: a job uses
 ``RayCalls``; the scheduler's tests use an in-process fake that completes calls
@@ -18,13 +18,13 @@ from sam_batch.runtime.pool import Slot
 
 
 class Calls(Protocol):
-    """What the scheduler asks of the cluster: an actor's two calls, waiting on
-    their answers, and the object store."""
+    """What the scheduler asks of the cluster: an actor's call, waiting on its
+    answers, and the object store."""
 
-    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> Any: ...
     def run_chunks(self, slot: Slot, specs: tuple[ChunkSpec, ...], task_ref: Any, state: Any
                    ) -> tuple[Any, Any]:
-        """Consecutive chunks of one chain in one call: (their results, the last state)."""
+        """Consecutive chunks of one chain in one call: (their results, the last state);
+        ``state`` None: the chain's start, its prompts encoded first."""
     def wait(self, refs: list, timeout: float) -> list:
         """The refs that are ready: at least one, unless ``timeout`` passes first."""
     def get(self, ref: Any) -> Any: ...
@@ -42,9 +42,6 @@ INLINE_TASK_BYTES = 16 * 1024
 
 class RayCalls:
     """``Calls`` on Ray: actor methods, ``ray.wait``, the object store."""
-
-    def start_video(self, slot: Slot, key: tuple[str, int], task_ref: Any) -> ray.ObjectRef:
-        return slot.actor.start_video.remote(key, [task_ref])
 
     def run_chunks(self, slot: Slot, specs: tuple[ChunkSpec, ...], task_ref: Any, state: Any
                    ) -> tuple[ray.ObjectRef, ray.ObjectRef]:

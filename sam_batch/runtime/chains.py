@@ -80,7 +80,7 @@ class VideoRun:
 class Flight:
     """A call in flight: what it runs, on which actor, and what it answers to."""
 
-    kind: str  # "start", "chunk" or "call"
+    kind: str  # "chunk" (a chain's call, its start included) or "call"
     video: VideoRun
     chain: Chain | None = None
     pos: int = START
