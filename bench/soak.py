@@ -66,26 +66,32 @@ def driver_refs() -> int:
     return len(global_worker.core_worker.get_all_reference_counts())
 
 
-def mappings() -> dict[str, int]:
-    """Resident KB per mapping of this process (/proc/self/smaps), by start address."""
-    out: dict[str, int] = {}
-    key = ""
+def mappings() -> dict[str, tuple[int, int]]:
+    """(resident KB, size KB) per mapping of this process (/proc/self/smaps), by start
+    address. The size tells what an anonymous one is: 1 MiB, likely one of Python's
+    object arenas; 64 MiB, a glibc arena; a few MiB, a thread's stack or another
+    allocator's segment."""
+    out: dict[str, tuple[int, int]] = {}
+    key, size = "", 0
     with open("/proc/self/smaps") as f:
         for line in f:
             first = line.split(maxsplit=1)[0]
             if "-" in first and not first.endswith(":"):
                 parts = line.split()
+                start, end = (int(x, 16) for x in parts[0].split("-"))
                 key = f"{parts[0].split('-')[0]} {parts[5] if len(parts) > 5 else '[anon]'}"
+                size = (end - start) // 1024
             elif first == "Rss:":
-                out[key] = int(line.split()[1])
+                out[key] = (int(line.split()[1]), size)
     return out
 
 
-def print_mapping_growth(before: dict[str, int], after: dict[str, int], top: int = 8) -> None:
-    grown = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in {*before, *after}),
-                   reverse=True)
+def print_mapping_growth(before: dict[str, tuple[int, int]],
+                         after: dict[str, tuple[int, int]], top: int = 8) -> None:
+    grown = sorted(((after.get(k, (0, 0))[0] - before.get(k, (0, 0))[0], k)
+                    for k in {*before, *after}), reverse=True)
     print("resident growth by mapping: " + ", ".join(
-        f"{k} {kb:+d} KB" for kb, k in grown[:top] if kb))
+        f"{k} (of {after.get(k, (0, 0))[1]} KB) {kb:+d} KB" for kb, k in grown[:top] if kb))
 
 
 def print_growth(snapshots: list, top: int = 12) -> None:
@@ -159,7 +165,7 @@ def main() -> None:
             self.times, self.dones, self.rss = array("d"), array("q"), array("q")
             self.extra: list[tuple[int, ...]] = []
             self.snapshots: list = []
-            self.maps: list[dict[str, int]] = []
+            self.maps: list[dict[str, tuple[int, int]]] = []
             self.done = 0
 
         def __call__(self, scheduler) -> None:
