@@ -70,14 +70,12 @@ class StandInWorker:
         return {"identity": identity.to_dict(), "pid": os.getpid(),
                 "node_id": ray.get_runtime_context().get_node_id()}
 
-    def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
-        return self.state
-
     def run_chunks(self, specs: tuple[ChunkSpec, ...], task_box: list, state_box: list
                    ) -> tuple[list[ChunkResult], bytes]:
-        task = ray.get(task_box[0])
-        ref = state_box[0]
-        if not isinstance(ref, bytes):
+        task, ref = task_box[0], state_box[0]  # a small task inline; no state: the start
+        if isinstance(task, ray.ObjectRef):
+            task = ray.get(task)
+        if isinstance(ref, ray.ObjectRef):
             ray.get(ref)
         return [self._chunk(spec, task) for spec in specs], self.state
 

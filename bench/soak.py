@@ -66,26 +66,32 @@ def driver_refs() -> int:
     return len(global_worker.core_worker.get_all_reference_counts())
 
 
-def mappings() -> dict[str, int]:
-    """Resident KB per mapping of this process (/proc/self/smaps), by start address."""
-    out: dict[str, int] = {}
-    key = ""
+def mappings() -> dict[str, tuple[int, int]]:
+    """(resident KB, size KB) per mapping of this process (/proc/self/smaps), by start
+    address. The size tells what an anonymous one is: 1 MiB, likely one of Python's
+    object arenas; 64 MiB, a glibc arena; a few MiB, a thread's stack or another
+    allocator's segment."""
+    out: dict[str, tuple[int, int]] = {}
+    key, size = "", 0
     with open("/proc/self/smaps") as f:
         for line in f:
             first = line.split(maxsplit=1)[0]
             if "-" in first and not first.endswith(":"):
                 parts = line.split()
+                start, end = (int(x, 16) for x in parts[0].split("-"))
                 key = f"{parts[0].split('-')[0]} {parts[5] if len(parts) > 5 else '[anon]'}"
+                size = (end - start) // 1024
             elif first == "Rss:":
-                out[key] = int(line.split()[1])
+                out[key] = (int(line.split()[1]), size)
     return out
 
 
-def print_mapping_growth(before: dict[str, int], after: dict[str, int], top: int = 8) -> None:
-    grown = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in {*before, *after}),
-                   reverse=True)
+def print_mapping_growth(before: dict[str, tuple[int, int]],
+                         after: dict[str, tuple[int, int]], top: int = 8) -> None:
+    grown = sorted(((after.get(k, (0, 0))[0] - before.get(k, (0, 0))[0], k)
+                    for k in {*before, *after}), reverse=True)
     print("resident growth by mapping: " + ", ".join(
-        f"{k} {kb:+d} KB" for kb, k in grown[:top] if kb))
+        f"{k} (of {after.get(k, (0, 0))[1]} KB) {kb:+d} KB" for kb, k in grown[:top] if kb))
 
 
 def print_growth(snapshots: list, top: int = 12) -> None:
@@ -159,11 +165,11 @@ def main() -> None:
             self.times, self.dones, self.rss = array("d"), array("q"), array("q")
             self.extra: list[tuple[int, ...]] = []
             self.snapshots: list = []
-            self.maps: list[dict[str, int]] = []
+            self.maps: list[dict[str, tuple[int, int]]] = []
             self.done = 0
 
         def __call__(self, scheduler) -> None:
-            self.done = sum(v.status in ("done", "failed") for v in scheduler.videos)
+            self.done = scheduler.tally.done + scheduler.tally.failed
             self.times.append(time.monotonic())
             self.dones.append(self.done)
             self.rss.append(rss_kb())
@@ -214,6 +220,9 @@ def main() -> None:
         "rss_before_mb": start_kb / 1024, "rss_first_video_mb": started_kb / 1024,
         "rss_end_mb": samples[-1][2] / 1024 if samples else None,
         "slope_kb_per_video": slope(after), "warmup_videos": warmup,
+        # Whether the growth levels off: the slope over the job's second half alone.
+        "slope_second_half_kb_per_video": slope(
+            [(d, kb) for _, d, kb in samples if d >= args.videos // 2]),
         "videos_per_s_after_warmup": steady_vps, "videos_per_s": summary.videos_ok / wall,
         "wall_s": wall,
     }
@@ -222,7 +231,8 @@ def main() -> None:
           f"{wall:.0f} s")
     print(f"driver RSS: {result['rss_first_video_mb']:.0f} MB after start-up (first video "
           f"done), {result['rss_end_mb']:.0f} MB at the end; slope after {warmup} videos: "
-          f"{result['slope_kb_per_video']:+.2f} KB per video")
+          f"{result['slope_kb_per_video']:+.2f} KB per video "
+          f"({result['slope_second_half_kb_per_video']:+.2f} over the second half)")
     print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall; "
           f"{len(samples)} scheduler steps")
     if sampler.extra:

@@ -34,13 +34,14 @@ class Ref:
 @dataclass
 class Call:
     ref: Ref
-    kind: str  # "start" or "chunk"
+    kind: str  # "start" (a chain's start and its first chunks) or "chunk"
     slot: int
     generation: int
     pos: int = START
     state: Ref | None = None  # a chunk's input state
     lookahead: bool = False
     count: int = 1  # chunks in the call
+    state_out: Ref | None = None  # the state after its last chunk
 
 
 @dataclass
@@ -58,20 +59,16 @@ class FakeCalls:
     def _ref(self) -> Ref:
         return Ref(next(self._ids))
 
-    def start_video(self, slot: Slot, key: tuple, task_ref: Ref) -> Ref:
-        call = Call(self._ref(), "start", slot.index, slot.generation)
-        self.log.append(call)
-        self._pending[call.ref] = (call, None)
-        return call.ref
-
-    def run_chunks(self, slot: Slot, specs: tuple, task_ref: Ref, state: Ref
+    def run_chunks(self, slot: Slot, specs: tuple, task_ref: Ref, state: Ref | None
                    ) -> tuple[Ref, Ref]:
-        call = Call(self._ref(), "chunk", slot.index, slot.generation, specs[0].chunk_idx,
-                    state, lookahead=state not in self.values, count=len(specs))
+        start = state is None
+        call = Call(self._ref(), "start" if start else "chunk", slot.index, slot.generation,
+                    START if start else specs[0].chunk_idx, state,
+                    lookahead=not start and state not in self.values, count=len(specs),
+                    state_out=self._ref())
         self.log.append(call)
-        state_out = self._ref()
-        self._pending[call.ref] = (call, state_out)
-        return call.ref, state_out
+        self._pending[call.ref] = (call, call.state_out)
+        return call.ref, call.state_out
 
     def wait(self, refs: list, timeout: float) -> list:
         done = []
@@ -88,11 +85,9 @@ class FakeCalls:
                 self.errors[ref] = errors.pop(0)
                 if state_out is not None:
                     self.errors[state_out] = self.errors[ref]
-            elif call.kind == "start":
-                self.values[ref] = "init"
             else:
                 self.values[ref] = [SimpleNamespace(frames_tracked=CHUNK)] * call.count
-                self.values[state_out] = f"after {call.pos + call.count - 1}"
+                self.values[state_out] = f"after {max(call.pos, 0) + call.count - 1}"
             done.append(ref)
         # A value put in the store (a probe's answer, a finish's) is ready at once.
         return [r for r in refs if r in done or (r in self.values and r not in self._pending)]
@@ -106,6 +101,9 @@ class FakeCalls:
         ref = self._ref()
         self.values[ref] = value
         return ref
+
+    def share(self, task: Any) -> Ref:
+        return self.put(task)
 
     def state_lost(self, error: BaseException) -> bool:
         return False
@@ -202,21 +200,23 @@ def test_one_actor_runs_the_chain_in_order_each_chunk_from_the_state_before():
     calls = FakeCalls()
     video = run_one(calls)
     assert video.status == "done" and video.chunks_done == 3
-    assert [c.kind for c in calls.log] == ["start", "chunk", "chunk", "chunk"]
-    assert calls.chunks() == [0, 1, 2]
+    # The chain's start (its prompts encoded) runs in the call of its first chunk.
+    assert [(c.kind, c.count) for c in calls.log] == [("start", 1), ("chunk", 1), ("chunk", 1)]
+    assert calls.chunks() == [1, 2]
     inputs = [calls.values[c.state] for c in calls.log if c.kind == "chunk"]
-    assert inputs == ["init", "after 0", "after 1"]
+    assert inputs == ["after 0", "after 1"]
 
 
 def test_an_idle_actor_looks_ahead_to_the_next_chunk_fed_the_running_ones_state():
     calls = FakeCalls()
     video = run_one(calls, workers=2)
     assert video.status == "done" and video.frames_tracked == FRAMES
-    start, first = calls.log[:2]
+    start, second = calls.log[:2]
     assert (start.kind, start.slot) == ("start", 0)
-    # Chunk 0 goes to the other actor before its state exists: the start's output.
-    assert (first.pos, first.slot, first.lookahead, first.state) == (0, 1, True, start.ref)
-    assert calls.chunks() == [0, 1, 2]  # no chunk ran twice
+    # Chunk 1 goes to the other actor before its state exists: the first call's output.
+    assert (second.pos, second.slot, second.lookahead, second.state) == (
+        1, 1, True, start.state_out)
+    assert calls.chunks() == [1, 2]  # no chunk ran twice
 
 
 def test_a_failed_chunk_is_retried_from_its_input_state():
@@ -241,7 +241,7 @@ def test_a_dead_actor_is_replaced_and_its_chunk_runs_again_on_the_new_one():
     assert video.status == "done"
     runs = [c for c in calls.log if c.kind == "chunk" and c.pos == 1]
     assert [(c.slot, c.generation) for c in runs] == [(0, 0), (0, 1)]
-    assert calls.chunks() == [0, 1, 1, 2]
+    assert calls.chunks() == [1, 1, 2]
     # Its input state's one copy may have gone with the actor: read back from the job.
     assert calls.values[runs[1].state] == "after 0" and runs[1].state != runs[0].state
 
@@ -251,18 +251,26 @@ def test_a_dead_actor_without_a_checkpoint_to_go_on_from_runs_the_chain_from_its
     job = FakeJob(calls, [], no_checkpoints=True)
     video = run_one(calls, job=job)
     assert video.status == "done" and job.reloads == [1]
-    assert [c.kind for c in calls.log] == ["start", "chunk", "chunk", "start", "chunk",
-                                           "chunk", "chunk"]
+    assert [c.kind for c in calls.log] == ["start", "chunk", "start", "chunk", "chunk"]
+
+
+def test_a_start_whose_actor_died_runs_again_from_the_task_reading_back_nothing():
+    calls = FakeCalls(fail={("start", START): [ActorDied("node lost")]})
+    job = FakeJob(calls, [])
+    video = run_one(calls, job=job)
+    assert video.status == "done" and job.reloads == [] and video.attempts[(0, START)] == 1
+    assert [(c.kind, c.generation) for c in calls.log] == [("start", 0), ("start", 1),
+                                                           ("chunk", 1), ("chunk", 1)]
 
 
 def test_a_lookahead_chunk_whose_state_never_came_runs_again_without_a_retry_counted():
     calls = FakeCalls(fail={("start", START): [RuntimeError("prompt encoding failed")]})
     video = run_one(calls, workers=2)
     assert video.status == "done"
-    assert video.attempts[(0, START)] == 1 and video.attempts[(0, 0)] == 0
-    assert [c.kind for c in calls.log[:2]] == ["start", "chunk"]  # chunk 0 looked ahead
+    assert video.attempts[(0, START)] == 1 and video.attempts[(0, 1)] == 0
+    assert [c.kind for c in calls.log[:2]] == ["start", "chunk"]  # chunk 1 looked ahead
     inputs = [calls.values.get(c.state) for c in calls.log if c.kind == "chunk"]
-    assert inputs[0] is None and inputs[-3:] == ["init", "after 0", "after 1"]
+    assert inputs[0] is None and inputs[-2:] == ["after 0", "after 1"]
 
 
 def test_resume_goes_on_from_the_first_chunk_not_committed():
@@ -304,11 +312,12 @@ def test_chunks_per_call_runs_consecutive_chunks_in_one_call_each_from_the_last_
     calls = FakeCalls()
     video = run_one(calls, workers=2, per_call=2)  # 3 chunks: calls of 2, then 1
     assert video.status == "done" and video.chunks_done == 3 and video.frames_tracked == FRAMES
-    chunk_calls = [c for c in calls.log if c.kind == "chunk"]
-    assert [(c.pos, c.count) for c in chunk_calls] == [(0, 2), (2, 1)]
-    # The first call looked ahead (fed the start's state); the second goes on from the
-    # state the first call returned: the one after its last chunk.
-    assert chunk_calls[0].lookahead and calls.values[chunk_calls[1].state] == "after 1"
+    assert [(c.kind, c.pos, c.count) for c in calls.log] == [("start", START, 2), ("chunk", 2, 1)]
+    # The second call looked ahead, fed the state the first call returns: the one after
+    # its last chunk.
+    first, second = calls.log
+    assert second.lookahead and second.state == first.state_out
+    assert calls.values[second.state] == "after 1"
 
 
 def test_a_failed_call_of_several_chunks_is_retried_from_its_first_chunks_input():
@@ -318,8 +327,22 @@ def test_a_failed_call_of_several_chunks_is_retried_from_its_first_chunks_input(
     assert video.error == "chunk 2 failed 3 times; last error: RuntimeError: CUDA error"
     calls = FakeCalls(fail={("chunk", 0): [ActorDied("node lost")]})
     job = FakeJob(calls, [])
-    video = run_one(calls, per_call=2, job=job)
+    video = run_one(calls, per_call=2, job=job, resume_at=0)  # from its init state
     assert video.status == "done" and job.reloads == [0]
     runs = [c for c in calls.log if c.kind == "chunk"]
     assert [(c.pos, c.count, calls.values[c.state]) for c in runs[1:]] == [(0, 2, "init"),
                                                                             (2, 1, "after 1")]
+
+
+def test_a_small_task_travels_inside_its_calls_a_large_one_goes_to_the_store(monkeypatch):
+    """A ``ray.put`` per video, and its borrowing by each actor, cost the driver's core
+    worker more than a few KB copied into the calls (``bench/soak.py``)."""
+    from sam_batch.runtime import calls as calls_module
+
+    stored = []
+    monkeypatch.setattr(calls_module.ray, "put", lambda v: stored.append(v) or f"ref{len(stored)}")
+    ray_calls = calls_module.RayCalls()
+    small = ("v", tuple(range(100)))
+    large = ("v", bytes(calls_module.INLINE_TASK_BYTES))
+    assert ray_calls.share(small) is small and stored == []
+    assert ray_calls.share(large) == "ref1" and stored == [large]

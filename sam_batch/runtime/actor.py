@@ -2,8 +2,9 @@
 
 References are passed inside lists so Ray does not resolve them before the
 method runs: a chunk's actor can start encoding frames while the previous
-chunk's state is still being computed elsewhere, and a video's task (its frame
-index can be large for hour-long videos) is fetched once per actor, not per chunk.
+chunk's state is still being computed elsewhere, and a video's large task (the
+frame index of an hour-long video) is fetched once per actor, not per chunk. A
+small task comes inside the list itself (``Calls.share``).
 """
 
 from __future__ import annotations
@@ -52,23 +53,26 @@ class TrackerActor:
         """The task of one (video, segment): each segment has its own prompts."""
         task = self._tasks.get(key)
         if task is None:
-            task = ray.get(task_box[0])
+            task = task_box[0]
+            if isinstance(task, ray.ObjectRef):
+                task = ray.get(task)
             self._tasks[key] = task
             while len(self._tasks) > TASK_CACHE:
                 self._tasks.popitem(last=False)
         self._tasks.move_to_end(key)
         return task
 
-    def start_video(self, key: tuple[str, int], task_box: list) -> bytes:
-        return self.worker.start_video(self._task(key, task_box))
-
     def run_chunks(self, specs: tuple[ChunkSpec, ...], task_box: list, state_box: list
                    ) -> tuple[list[ChunkResult], bytes]:
         """Consecutive chunks of one chain, each from the state the one before made: one
         call (one completion for the driver) per ``--chunks-per-call`` chunks. Each chunk
         commits its part and checkpoint as it goes, so a retry or a resume starts from
-        the last chunk committed, not from the call's first."""
+        the last chunk committed, not from the call's first. A chain's first call (its
+        state None) encodes the prompts first: the state before its first chunk."""
         ref = state_box[0]
+        if ref is None:
+            ref = self.worker.start_video(self._task((specs[0].video_id, specs[0].segment),
+                                                     task_box))
 
         def state_source(block: bool) -> bytes | None:
             if isinstance(ref, bytes):

@@ -41,7 +41,9 @@ class Chain:
     """One segment's chunks and where they stand."""
 
     segment: SegmentPlan
-    task_ref: Any = None  # in the object store; None while the chain awaits its seeds
+    #: The task as calls carry it (``Calls.share``: itself, or a reference in the object
+    #: store); None while the chain awaits its seeds.
+    task_ref: Any = None
     states: dict[int, Any] = field(default_factory=dict)  # input state by position
     running: dict[int, Flight] = field(default_factory=dict)
     next: int = START  # first position not yet dispatched
@@ -78,7 +80,7 @@ class VideoRun:
 class Flight:
     """A call in flight: what it runs, on which actor, and what it answers to."""
 
-    kind: str  # "start", "chunk" or "call"
+    kind: str  # "chunk" (a chain's call, its start included) or "call"
     video: VideoRun
     chain: Chain | None = None
     pos: int = START

@@ -1,7 +1,8 @@
 """Feed the actor pool: many videos in flight, each video's chunks in order.
 
-Per video: probe, plan, encode prompts (START), then each segment's chunks as a
-chain: chunk ``k+1`` becomes ready when chunk ``k``'s state exists. An idle actor
+Per video: probe, plan, then each segment's chunks as a chain, the first call
+encoding the prompts (START) before its chunks: chunk ``k+1`` becomes ready when
+chunk ``k``'s state exists. An idle actor
 takes ready work of any video first; failing that it takes the next chunk of a
 chain whose current chunk is running (lookahead) and encodes its frames while
 the state is computed. A state goes from the actor that made it to the next
@@ -135,7 +136,7 @@ class Scheduler:
     def _chain(self, video: VideoRun, start: ChainStart) -> Chain:
         chain = Chain(start.segment, next=start.resume_at, counts_frames=start.counts_frames)
         if start.task is not None:
-            chain.task_ref = self.calls.put(start.task)
+            chain.task_ref = self.calls.share(start.task)
         resumed = max(start.resume_at, 0)
         video.chunks_done += resumed
         self.tally.chunks_done += resumed
@@ -181,15 +182,13 @@ class Scheduler:
 
     def _submit(self, slot: Slot, video: VideoRun, chain: Chain, pos: int, state: Any,
                 lookahead: bool) -> None:
-        if pos == START:
-            key = (video.video_id, chain.segment.index)
-            ref = self.calls.start_video(slot, key, chain.task_ref)
-            flight = Flight("start", video, chain, pos, slot, slot.generation, state_ref=ref)
-        else:
-            specs = chain.chunks[pos:pos + self.chunks_per_call]
-            ref, state_ref = self.calls.run_chunks(slot, specs, chain.task_ref, state)
-            flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
-                            state_ref, count=len(specs))
+        # A chain's start runs in the call of its first chunks (``state`` None): one call
+        # fewer a chain, and the prompts' state goes on inside the actor, not via the driver.
+        first = max(pos, 0)
+        specs = chain.chunks[first:first + self.chunks_per_call]
+        ref, state_ref = self.calls.run_chunks(slot, specs, chain.task_ref, state)
+        flight = Flight("chunk", video, chain, pos, slot, slot.generation, lookahead,
+                        state_ref, count=first - pos + len(specs))
         slot.busy = True
         chain.running[pos] = flight
         chain.next = flight.end
@@ -221,7 +220,7 @@ class Scheduler:
                 # The chunk's result only: its state stays where the actor put it, and
                 # goes on to the next chunk as a reference.
                 value = self.calls.get(ref)
-                state = flight.state_ref if flight.kind == "chunk" else ref
+                state = flight.state_ref
             except Exception as e:  # every failure is classified in _on_error
                 self._on_error(flight, e)
             else:
@@ -243,9 +242,8 @@ class Scheduler:
         assert chain is not None
         chain.running.pop(flight.pos, None)
         chain.states.pop(flight.pos, None)
-        if flight.kind == "chunk":
-            for result in value:
-                self._chunk_done(video, chain, result)
+        for result in value:
+            self._chunk_done(video, chain, result)
         nxt = flight.end
         if nxt < len(chain.chunks):
             chain.states[nxt] = state  # a reference; lost with its node: reload
@@ -261,7 +259,7 @@ class Scheduler:
         video.chunks_done += 1
         self.tally.chunks_done += 1
         for index, task in self.job.chunk_done(video, chain.segment.index, result).items():
-            video.chain_of(index).task_ref = self.calls.put(task)
+            video.chain_of(index).task_ref = self.calls.share(task)
 
     def _start_finish(self, video: VideoRun) -> None:
         video.status = "finishing"
@@ -296,8 +294,9 @@ class Scheduler:
         if chain is None:  # a plain call (probe, finalise): no input state to retry from
             self._fail(video, f"{type(cause).__name__}: {cause}")
             return
-        self._retry(video, chain, flight, cause,
-                    reload=flight.kind == "chunk" and (actor_died or self.calls.state_lost(error)))
+        # A start has no input state to lose: it runs again from the task.
+        self._retry(video, chain, flight, cause, reload=flight.pos != START and (
+            actor_died or self.calls.state_lost(error)))
 
     def _retry(self, video: VideoRun, chain: Chain, flight: Flight, cause: BaseException,
                reload: bool) -> None:
@@ -350,9 +349,7 @@ class Scheduler:
 
 def _what(chain: Chain, flight: Flight) -> str:
     """A call's work, as a failure message names it."""
-    if flight.pos == START:
-        return "start"
-    first, last = chain.chunks[flight.pos], chain.chunks[flight.end - 1]
-    if first is last:
-        return f"chunk {first.chunk_idx}"
-    return f"chunks {first.chunk_idx}-{last.chunk_idx}"
+    first, last = chain.chunks[max(flight.pos, 0)], chain.chunks[flight.end - 1]
+    what = (f"chunk {first.chunk_idx}" if first is last
+            else f"chunks {first.chunk_idx}-{last.chunk_idx}")
+    return f"start and {what}" if flight.pos == START else what
