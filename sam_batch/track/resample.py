@@ -14,9 +14,11 @@ device, and the resize can run where the model runs while the host only decodes.
 
 The weights are computed as Pillow's ``precompute_coeffs`` and
 ``normalize_coeffs_8bpc`` (``src/libImaging/Resample.c``) compute them, IEEE double
-for double. Which pass runs first follows Pillow (since 10: the vertical pass first
-when the height shrinks more than twice as much as the width); ``pass_order``
-checks a frame size against the installed Pillow before anything relies on it.
+for double. Which pass runs first depends on the Pillow release: recent ones run the
+vertical pass first when the height shrinks more than twice as much as the width
+(python-pillow/Pillow#9549), older ones always the horizontal pass first. So
+``pass_order`` checks a frame size against the installed Pillow before anything
+relies on it.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _resample_axis(x: torch.Tensor, dim: int, out_size: int) -> torch.Tensor:
 
 
 def pillow_order(height: int, width: int, size: int) -> Order:
-    """The pass Pillow 10+ runs first for ``[height, width] -> [size, size]``."""
+    """The pass recent Pillow runs first for ``[height, width] -> [size, size]`` (older
+    releases: always ``"hv"``; ``pass_order`` finds out which one is installed)."""
     vertical_first = (height - size) > 0 and (height - size) > (width - size) * 2
     return "vh" if vertical_first else "hv"
 
