@@ -84,15 +84,21 @@ def axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
+@functools.lru_cache(maxsize=64)
+def _axis_tensors(in_size: int, out_size: int, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``axis_weights`` on ``device``, copied there once per size, not once per frame."""
+    index, weight = axis_weights(in_size, out_size)
+    return torch.from_numpy(index).to(device), torch.from_numpy(weight).to(device)
+
+
 def _resample_axis(x: torch.Tensor, dim: int, out_size: int) -> torch.Tensor:
     """One of PIL's passes over ``x`` (int32 ``[C, H, W]``) along ``dim`` (1 or 2)."""
-    index, weight = axis_weights(x.shape[dim], out_size)
-    index_t = torch.from_numpy(index).to(x.device)
-    weight_t = torch.from_numpy(weight).to(x.device)
+    index_t, weight_t = _axis_tensors(x.shape[dim], out_size, x.device)
     shape = [1, 1, 1]
     shape[dim] = out_size
     acc = None
-    for t in range(index.shape[1]):
+    for t in range(index_t.shape[1]):
         term = x.index_select(dim, index_t[:, t]) * weight_t[:, t].view(shape)
         acc = term if acc is None else acc.add_(term)
     acc.add_(_HALF)
