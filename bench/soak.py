@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
+import inspect
 import json
 import os
 import sys
@@ -30,6 +32,7 @@ import tempfile
 import time
 import tracemalloc
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -49,13 +52,18 @@ class MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
+@functools.cache
+def _mallinfo2() -> Callable[[], MallInfo2]:
+    libc = ctypes.CDLL(None)  # once: each CDLL is a class and a reference cycle
+    libc.mallinfo2.restype = MallInfo2
+    return libc.mallinfo2
+
+
 def malloc_in_use_kb() -> int:
     """glibc's heap in use (``mallinfo2``, every arena plus mmapped blocks), in KB: what
     the C side of the driver (Ray's core worker, Arrow) holds, as opposed to the pages
     RSS counts, which include freed blocks an arena keeps."""
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = MallInfo2
-    info = libc.mallinfo2()
+    info = _mallinfo2()()
     return (info.uordblks + info.hblkhd) // 1024
 
 
@@ -66,38 +74,95 @@ def driver_refs() -> int:
     return len(global_worker.core_worker.get_all_reference_counts())
 
 
-def mappings() -> dict[str, tuple[int, int]]:
-    """(resident KB, size KB) per mapping of this process (/proc/self/smaps), by start
-    address. The size tells what an anonymous one is: 1 MiB, likely one of Python's
-    object arenas; 64 MiB, a glibc arena; a few MiB, a thread's stack or another
-    allocator's segment."""
-    out: dict[str, tuple[int, int]] = {}
-    key, size = "", 0
-    with open("/proc/self/smaps") as f:
+def pymalloc_kb() -> dict[str, int]:
+    """Python's small-object allocator, in KB (``sys._debugmallocstats``): its arenas
+    (1 MiB each, mapped as the heap needs), the blocks in use, and the free blocks and
+    pools its arenas keep. Arenas growing while blocks in use stay flat is
+    fragmentation, not a leak."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)  # the statistics go to C's stderr
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        value = value.strip().replace(",", "")
+        if not value.isdigit():
+            continue
+        if name.startswith("# arenas allocated current"):
+            found["arenas"] = int(value) * 1024  # 1 MiB each
+        elif name.startswith("# bytes in allocated blocks"):
+            found["in use"] = int(value) // 1024
+        elif name.startswith("# bytes in available blocks"):
+            found["free blocks"] = int(value) // 1024
+        elif "unused pools" in name:
+            found["free pools"] = int(value) // 1024
+    return found
+
+
+def mappings() -> array:
+    """(start address, resident KB, size KB) of each mapping of this process
+    (/proc/self/smaps), flat. The size tells what an anonymous one is: 1 or 2 MiB,
+    likely Python's object arenas; 64 MiB, a glibc arena; a few MiB, a thread's stack
+    or another allocator's segment. Flat numbers, not a dict of strings, so that the
+    snapshot taken inside the measured span adds next to nothing to what it measures."""
+    out = array("Q")  # unsigned: the vsyscall page sits near 2**64
+    start = size = 0
+    with open("/proc/self/smaps", "rb") as f:
         for line in f:
-            first = line.split(maxsplit=1)[0]
-            if "-" in first and not first.endswith(":"):
-                parts = line.split()
-                start, end = (int(x, 16) for x in parts[0].split("-"))
-                key = f"{parts[0].split('-')[0]} {parts[5] if len(parts) > 5 else '[anon]'}"
-                size = (end - start) // 1024
-            elif first == "Rss:":
-                out[key] = (int(line.split()[1]), size)
+            if line.startswith(b"Rss:"):
+                out.extend((start, int(line.split()[1]), size))
+            elif b"-" in line[:20] and not line.split(maxsplit=1)[0].endswith(b":"):
+                lo, hi = (int(x, 16) for x in line.split(maxsplit=1)[0].split(b"-"))
+                start, size = lo, (hi - lo) // 1024
     return out
 
 
-def print_mapping_growth(before: dict[str, tuple[int, int]],
-                         after: dict[str, tuple[int, int]], top: int = 8) -> None:
-    grown = sorted(((after.get(k, (0, 0))[0] - before.get(k, (0, 0))[0], k)
-                    for k in {*before, *after}), reverse=True)
+def mapping_names() -> dict[int, str]:
+    """What each mapping is (a file, [heap], [stack]...; none: anonymous), by start."""
+    names = {}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            names[int(parts[0].split("-")[0], 16)] = parts[5] if len(parts) > 5 else "[anon]"
+    return names
+
+
+def print_mapping_growth(before: array, after: array, top: int = 8) -> None:
+    rss0 = {before[i]: before[i + 1] for i in range(0, len(before), 3)}
+    now = {after[i]: (after[i + 1], after[i + 2]) for i in range(0, len(after), 3)}
+    names = mapping_names()
+    grown = sorted(((rss - rss0.get(start, 0), start) for start, (rss, _) in now.items()),
+                   reverse=True)
     print("resident growth by mapping: " + ", ".join(
-        f"{k} (of {after.get(k, (0, 0))[1]} KB) {kb:+d} KB" for kb, k in grown[:top] if kb))
+        f"{start:x} {names.get(start, '?')} (of {now[start][1]} KB) {kb:+d} KB"
+        for kb, start in grown[:top] if kb))
 
 
-def print_growth(snapshots: list, top: int = 12) -> None:
-    """The tracebacks whose traced memory grew most between the two snapshots."""
+def _own_lines(*more: Callable) -> set[tuple[str, int]]:
+    """The lines of this bench's recording (its sampler and what it calls): allocations
+    with one of them in their traceback are the bench's, not the driver's."""
+    lines = set()
+    for fn in (rss_kb, malloc_in_use_kb, _mallinfo2, driver_refs, mappings, pymalloc_kb,
+               *more):
+        body, first = inspect.getsourcelines(inspect.unwrap(fn))
+        lines |= {(__file__, first + i) for i in range(len(body))}
+    return lines
+
+
+def print_growth(snapshots: list, top: int = 12, own: set | None = None) -> None:
+    """The tracebacks whose traced memory grew most between the two snapshots, leaving
+    out the bench's own records (``own``: file and line of the recording code)."""
     (d0, s0), (d1, s1) = snapshots
-    stats = s1.compare_to(s0, "traceback")
+    own = own or set()
+    stats = [st for st in s1.compare_to(s0, "traceback")
+             if not any((f.filename, f.lineno) in own for f in st.traceback)]
     total = sum(st.size_diff for st in stats)
     print(f"tracemalloc, videos {d0} -> {d1}: {total / 1024:+.0f} KB traced "
           f"({total / 1024 / max(d1 - d0, 1):+.2f} KB per video); top growth:")
@@ -105,6 +170,10 @@ def print_growth(snapshots: list, top: int = 12) -> None:
         print(f"  {st.size_diff / 1024:+9.1f} KB {st.count_diff:+7d} blocks")
         for line in st.traceback.format()[-8:]:
             print("      " + line)
+
+
+#: Numbers ``--diagnose`` records at each step (videos done, then seven measures).
+EXTRA = 8
 
 
 def slope(points: list[tuple[int, int]]) -> float:
@@ -163,9 +232,10 @@ def main() -> None:
             super().__init__("off")
             # Flat arrays (24 bytes a step): the bench's own records stay out of the slope.
             self.times, self.dones, self.rss = array("d"), array("q"), array("q")
-            self.extra: list[tuple[int, ...]] = []
+            self.extra = array("q")  # --diagnose: EXTRA numbers a step, flat
             self.snapshots: list = []
-            self.maps: list[dict[str, tuple[int, int]]] = []
+            self.maps: list[array] = []
+            self.pymalloc: list[tuple[int, dict[str, int]]] = []
             self.done = 0
 
         def __call__(self, scheduler) -> None:
@@ -174,15 +244,17 @@ def main() -> None:
             self.dones.append(self.done)
             self.rss.append(rss_kb())
             if args.diagnose:
-                self.extra.append((self.done, malloc_in_use_kb(),
+                self.extra.extend((self.done, malloc_in_use_kb(),
                                    tracemalloc.get_traced_memory()[0] // 1024, driver_refs(),
                                    rss_kb("RssAnon"), rss_kb("RssFile"), rss_kb("RssShmem"),
                                    rss_kb("Threads")))
-            marks = (warmup, args.videos * 9 // 10)
             if args.diagnose and len(self.maps) < 2 and self.done >= marks[len(self.maps)]:
                 self.maps.append(mappings())
+                self.pymalloc.append((self.done, pymalloc_kb()))
             if args.trace and len(self.snapshots) < 2 and self.done >= marks[len(self.snapshots)]:
                 self.snapshots.append((self.done, tracemalloc.take_snapshot()))
+
+    marks = (warmup, args.videos * 9 // 10)  # --diagnose and --trace compare these
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         folder = Path(tmp)
@@ -225,6 +297,8 @@ def main() -> None:
             [(d, kb) for _, d, kb in samples if d >= args.videos // 2]),
         "videos_per_s_after_warmup": steady_vps, "videos_per_s": summary.videos_ok / wall,
         "wall_s": wall,
+        # RSS (KB) as each video finished: where it levels off, if it does.
+        "rss_kb_by_videos_done": sorted({d: kb for _, d, kb in samples}.items()),
     }
     print(f"{args.videos} videos x {args.frames} frames ({result['size']}, chunk {args.chunk}, "
           f"{result['model']}): {summary.videos_ok} ok, {summary.videos_failed} failed in "
@@ -236,7 +310,8 @@ def main() -> None:
     print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall; "
           f"{len(samples)} scheduler steps")
     if sampler.extra:
-        after_x = [row for row in sampler.extra if row[0] >= warmup]
+        rows = [sampler.extra[i:i + EXTRA] for i in range(0, len(sampler.extra), EXTRA)]
+        after_x = [row for row in rows if row[0] >= warmup]
         for i, name, unit, key in (
                 (1, "glibc heap in use", "KB", "slope_heap_kb_per_video"),
                 (2, "Python traced", "KB", "slope_traced_kb_per_video"),
@@ -251,8 +326,11 @@ def main() -> None:
                   f"slope {slope(pts):+.2f} {unit} per video")
     if len(sampler.maps) == 2:
         print_mapping_growth(*sampler.maps)
+        (d0, p0), (d1, p1) = sampler.pymalloc
+        print(f"Python's allocator, videos {d0} -> {d1}: " + ", ".join(
+            f"{k} {p0.get(k, 0)} -> {p1.get(k, 0)} KB" for k in p1))
     if len(sampler.snapshots) == 2:
-        print_growth(sampler.snapshots)
+        print_growth(sampler.snapshots, own=_own_lines(Sampler.__call__))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -16,6 +16,7 @@ who set ``MALLOC_ARENA_MAX`` keeps it. Elsewhere than glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -30,7 +31,10 @@ TRIM_EVERY_S = 10.0
 _M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Once: each ``CDLL`` makes a class of its own and a reference cycle, garbage that
+    # a trim every few seconds would leave for the collector all night.
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
