@@ -187,6 +187,23 @@ def slope(points: list[tuple[int, int]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else float("nan")
 
 
+def fifths(samples: list[tuple[float, int, int]], videos: int) -> list[dict]:
+    """Videos per second and RSS growth per video done in each fifth of the job, end to
+    end (first sample at or past the fifth's start to the first at or past its end): a
+    driver that slowed as the job grew, or kept growing, shows it here."""
+    out = []
+    for k in range(5):
+        lo, hi = videos * k // 5, videos * (k + 1) // 5
+        first = next((s for s in samples if s[1] >= max(lo, 1)), None)
+        last = next((s for s in samples if s[1] >= hi), None)
+        if first is None or last is None or last[1] <= first[1]:
+            continue
+        done = last[1] - first[1]
+        out.append({"videos": f"{lo}-{hi}", "videos_per_s": done / max(last[0] - first[0], 1e-9),
+                    "rss_kb_per_video": (last[2] - first[2]) / done})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--videos", type=int, default=300)
@@ -297,9 +314,11 @@ def main() -> None:
             [(d, kb) for _, d, kb in samples if d >= args.videos // 2]),
         "videos_per_s_after_warmup": steady_vps, "videos_per_s": summary.videos_ok / wall,
         "wall_s": wall,
-        # RSS (KB) as each video finished: where it levels off, if it does.
-        "rss_kb_by_videos_done": sorted({d: kb for _, d, kb in samples}.items()),
+        # (videos done, RSS KB, seconds into the job) as each video finished.
+        "rss_kb_by_videos_done": sorted({d: (d, kb, round(t - t0, 2))
+                                         for t, d, kb in samples}.values()),
     }
+    result["fifths"] = fifths(samples, args.videos)
     print(f"{args.videos} videos x {args.frames} frames ({result['size']}, chunk {args.chunk}, "
           f"{result['model']}): {summary.videos_ok} ok, {summary.videos_failed} failed in "
           f"{wall:.0f} s")
@@ -309,6 +328,9 @@ def main() -> None:
           f"({result['slope_second_half_kb_per_video']:+.2f} over the second half)")
     print(f"videos/s: {steady_vps:.2f} after warm-up, {result['videos_per_s']:.2f} overall; "
           f"{len(samples)} scheduler steps")
+    print("by fifth of the job (does the driver slow down or keep growing?): " + "; ".join(
+        f"{f['videos']} {f['videos_per_s']:.2f} videos/s {f['rss_kb_per_video']:+.2f} KB/video"
+        for f in result["fifths"]))
     if sampler.extra:
         rows = [sampler.extra[i:i + EXTRA] for i in range(0, len(sampler.extra), EXTRA)]
         after_x = [row for row in rows if row[0] >= warmup]
