@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
@@ -74,3 +75,19 @@ def test_trimmer_trims_until_stopped():
     time.sleep(0.05)
     assert trimmer.trims == done
 
+
+
+@glibc
+def test_trimming_leaves_no_garbage_for_the_collector():
+    """A trim every few seconds all night must not make reference cycles (a fresh
+    ``ctypes.CDLL`` each time did: a class per trim, freed only by a full collection)."""
+    heap.trim()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            heap.trim()
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0
